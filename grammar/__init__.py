@@ -1,0 +1,1 @@
+"""The .tp grammar (``tp.lark``), installed as the package ``tensorprog.grammar``."""

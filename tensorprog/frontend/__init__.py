@@ -1,0 +1,1 @@
+"""Front end: grammar, parser, syntax tree, and elaboration to the IR."""

@@ -1,0 +1,175 @@
+"""Typed results of elaborating an expression, and arithmetic on compile-time data.
+
+Elaboration turns each expression of the syntax tree into one of:
+
+=========  ====================================================================
+``Num``    a compile-time number (sympy, exact where the source was exact)
+``WidthT`` a number that depends on the width n, e.g. ``n^(-1/2)`` or ``2/n``
+``DataT``  a numpy array of data, whose leading axes are tagged by family indices
+``ScalT``  a program scalar: a sympy expression over scalar leaves
+``VecT``   a coordinatewise vector expression over vector and scalar leaves
+``MatT``   a matrix (possibly transposed, possibly times a scalar)
+``ListT``  a compile-time list of terms (for softmax, sums, covariance tables)
+=========  ====================================================================
+
+Leaves are sympy symbols standing for values defined by earlier instructions.
+"""
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from .. import functions as F
+
+
+@dataclass
+class Num:
+    v: sympy.Expr
+
+
+@dataclass
+class WidthT:
+    e: sympy.Expr
+
+
+@dataclass
+class DataT:
+    """``arr.shape == (sizes of tags) + data dims``; tags are family index names (maybe primed)."""
+
+    arr: np.ndarray
+    tags: tuple = ()
+
+    @property
+    def data_shape(self):
+        return self.arr.shape[len(self.tags):]
+
+
+@dataclass
+class ScalT:
+    e: sympy.Expr
+
+
+@dataclass
+class VecT:
+    e: sympy.Expr
+    dim: sympy.Expr
+
+
+@dataclass
+class MatT:
+    value: object
+    transposed: bool = False
+    scale: sympy.Expr = sympy.S.One
+
+
+@dataclass
+class ListT:
+    items: list
+
+
+KIND_NAMES = {Num: "a number", WidthT: "a width-dependent number", DataT: "data", ScalT: "a scalar",
+              VecT: "a vector", MatT: "a matrix", ListT: "a list"}
+
+
+def kind_name(t) -> str:
+    return KIND_NAMES.get(type(t), type(t).__name__)
+
+
+# ------------------------------------------------------------------ data arithmetic
+
+def align(a: DataT, b: DataT):
+    """Broadcast two tagged arrays against each other: (A, B, union of tags)."""
+    tags = tuple(a.tags) + tuple(t for t in b.tags if t not in a.tags)
+    return _expand(a, tags, b), _expand(b, tags, a), tags
+
+
+def _expand(x: DataT, tags, other: DataT):
+    sizes = {}
+    for t, s in zip(x.tags, x.arr.shape):
+        sizes[t] = s
+    # Move x's tagged axes into the union order, inserting length-1 axes for missing tags.
+    order = [x.tags.index(t) for t in tags if t in x.tags]
+    rest = list(range(len(x.tags), x.arr.ndim))
+    arr = np.transpose(x.arr, order + rest)
+    shape = []
+    for t in tags:
+        shape.append(sizes[t] if t in sizes else 1)
+    data_shape = x.arr.shape[len(x.tags):]
+    pad = max(0, len(other.data_shape) - len(data_shape))
+    return arr.reshape(tuple(shape) + (1,) * pad + tuple(data_shape))
+
+
+def data_binop(op: str, a: DataT, b: DataT) -> DataT:
+    A, B, tags = align(a, b)
+    with np.errstate(all="ignore"):
+        if op == "+":
+            r = A + B
+        elif op == "-":
+            r = A - B
+        elif op == "*":
+            r = A * B
+        elif op == "/":
+            r = A / B
+        elif op == "^":
+            r = np.power(A, B)
+        else:  # pragma: no cover - callers only pass the ops above
+            raise ValueError(op)
+    return DataT(np.asarray(r, dtype=np.float64), tags)
+
+
+def data_dot(a: DataT, b: DataT) -> DataT:
+    """<a, b> over the last data axis; an outer product over disjoint family tags uses BLAS."""
+    if a.data_shape[-1:] != b.data_shape[-1:] or len(a.data_shape) != 1 or len(b.data_shape) != 1:
+        raise ValueError(f"dot needs two data vectors of the same length, got shapes "
+                         f"{a.data_shape} and {b.data_shape}")
+    if not set(a.tags) & set(b.tags):
+        d = a.data_shape[0]
+        A = a.arr.reshape(-1, d)
+        B = b.arr.reshape(-1, d)
+        r = (A @ B.T).reshape(a.arr.shape[:-1] + b.arr.shape[:-1])
+        return DataT(r, tuple(a.tags) + tuple(b.tags))
+    A, B, tags = align(a, b)
+    letters = string.ascii_letters[: len(tags)]
+    r = np.einsum(f"{letters}z,{letters}z->{letters}", *np.broadcast_arrays(A, B))
+    return DataT(r, tags)
+
+
+_NUMPY_FUNCS = {
+    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs, "tanh": np.tanh, "sin": np.sin,
+    "cos": np.cos, "sign": np.sign,
+}
+
+
+def numpy_function(name):
+    """The numpy implementation of a builtin for data arguments, or None."""
+    return _NUMPY_FUNCS.get(name) or F.NUMPY_IMPL.get(name)
+
+
+def eval_sympy_numpy(expr: sympy.Expr, env: dict):
+    """Evaluate a sympy expression tree with numpy, symbols looked up in ``env``.
+
+    A small interpreter (no code generation): used for user functions applied
+    to data, where expressions are tiny.
+    """
+    if expr in env:
+        return env[expr]
+    if expr.is_Number or expr.is_NumberSymbol:
+        return float(expr)
+    args = [eval_sympy_numpy(a, env) for a in expr.args]
+    if expr.is_Add:
+        return sum(args[1:], args[0])
+    if expr.is_Mul:
+        out = args[0]
+        for a in args[1:]:
+            out = out * a
+        return out
+    if expr.is_Pow:
+        return np.power(args[0], args[1])
+    name = type(expr).__name__
+    fn = {"Abs": np.abs}.get(name) or numpy_function(name)
+    if fn is None:
+        raise ValueError(f"cannot evaluate {name} on data")
+    return fn(*args)

@@ -1,0 +1,1 @@
+"""The IR: typed instructions, the dataflow graph and the checker."""

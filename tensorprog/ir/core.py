@@ -1,0 +1,262 @@
+"""The IR: small immutable records for NETSOR-transpose-plus instructions.
+
+A program is a list of instructions in execution order.  Each instruction
+defines one :class:`Value` (a matrix, a vector or a scalar).  A value may be a
+*family*: one member per element of its ``axes`` (data sets, e.g. one vector per
+input point).  Families are never expanded: an instruction over a family is a
+template, and its arguments say, through :class:`Arg` index terms, which member
+of each argument a member of the output uses::
+
+    K[a0, a1] = Moment(relu(x0) * relu(x1); h[a0], h[a1])     # an N x N family
+
+Index terms are :class:`AxisRef` (the output's axis p) or an ``int`` (a fixed
+member).  Unrolled loops (layers, time steps) produce separate values.
+
+Coordinatewise functions are sympy expressions over the formal symbols
+``VEC_ARGS`` (vector arguments) and ``PARAMS`` (scalar parameters).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import sympy
+
+from ..errors import SourcePos
+
+__all__ = [
+    "Kind", "Axis", "Value", "AxisRef", "Arg", "GaussianBlock", "Instr", "InitMatrix", "InitVector",
+    "InitScalar", "MatMul", "Nonlin", "Moment", "ScalarFn", "Output", "VEC_ARGS", "PARAMS", "WIDTH",
+]
+
+#: The base width n (a positive symbol); other widths are rational multiples of it.
+WIDTH = sympy.Symbol("n", positive=True)
+
+VEC_ARGS = sympy.symbols("x0:64", real=True)
+PARAMS = sympy.symbols("p0:64", real=True)
+
+
+class Kind(str, enum.Enum):
+    MATRIX = "matrix"
+    VECTOR = "vector"
+    SCALAR = "scalar"
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A family axis: the members of a data set (``size`` points)."""
+
+    name: str
+    size: int
+
+    def __str__(self):
+        return f"{self.name}[{self.size}]"
+
+
+@dataclass(eq=False)
+class Value:
+    """A program variable (or a family of them).  Treated as immutable once lowering is done
+    (lowering may still rename a temporary when it is bound to a user's name).
+
+    ``dim``: for a vector its width as a multiple of n; for a matrix the pair
+    (rows, cols) of such multiples; ``None`` for scalars.
+    """
+
+    id: int
+    name: str
+    kind: Kind
+    axes: tuple = ()
+    dim: object = None
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def __repr__(self):
+        return f"Value({self.id}, {self.name!r}, {self.kind.value})"
+
+
+@dataclass(frozen=True)
+class AxisRef:
+    """Index term: the p-th axis of the instruction's output."""
+
+    p: int
+
+    def __repr__(self):
+        return f"a{self.p}"
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A use of ``value``: member ``index`` (one term per axis of the value)."""
+
+    value: Value
+    index: tuple = ()
+
+    def __str__(self):
+        if not self.index:
+            return self.value.name
+        return f"{self.value.name}[{', '.join(map(repr, self.index))}]"
+
+
+@dataclass(eq=False)
+class GaussianBlock:
+    """Initial vectors declared together: jointly Gaussian, independent of everything else.
+
+    ``members`` are the values of the block.  ``mean(k)`` is an array over the
+    axes of member k; ``cov(k, l)`` an array over (axes of k) + (axes of l):
+    Cov(Z^{member k}[i...], Z^{member l}[j...]).  Both are computed by
+    ``mean_fn`` / ``cov_fn`` on demand and cached (families can be large).
+    """
+
+    members: tuple
+    mean_fn: object
+    cov_fn: object
+    text: str = ""
+    pos: SourcePos = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def mean(self, k: int) -> np.ndarray:
+        key = ("m", k)
+        if key not in self._cache:
+            self._cache[key] = np.asarray(self.mean_fn(k), dtype=np.float64)
+        return self._cache[key]
+
+    def cov(self, k: int, l: int) -> np.ndarray:
+        key = ("c", k, l)
+        if key not in self._cache:
+            if ("c", l, k) in self._cache:
+                c = self._cache[("c", l, k)]
+                nk = len(self.members[k].axes)
+                perm = tuple(range(c.ndim - nk, c.ndim)) + tuple(range(c.ndim - nk))
+                self._cache[key] = np.transpose(c, perm)
+            else:
+                self._cache[key] = np.asarray(self.cov_fn(k, l), dtype=np.float64)
+        return self._cache[key]
+
+    def joint_cov(self) -> np.ndarray:
+        """The full covariance over all members, each family flattened (a square matrix)."""
+        sizes = [int(np.prod([a.size for a in m.axes], dtype=np.int64)) for m in self.members]
+        offs = np.concatenate([[0], np.cumsum(sizes)])
+        full = np.empty((offs[-1], offs[-1]))
+        for k in range(len(self.members)):
+            for l in range(len(self.members)):
+                full[offs[k]:offs[k + 1], offs[l]:offs[l + 1]] = self.cov(k, l).reshape(sizes[k], sizes[l])
+        return full
+
+
+@dataclass(frozen=True, eq=False)
+class Instr:
+    """Base of all instructions: defines ``out``; ``pos`` is the statement it came from."""
+
+    out: Value
+    pos: SourcePos = field(repr=False)
+    op: ClassVar[str] = "?"
+
+    def args(self) -> tuple:
+        """Every Arg this instruction reads (vectors, scalars, matrices as Arg(matrix))."""
+        return ()
+
+    def inputs(self) -> tuple:
+        return tuple(a.value for a in self.args())
+
+
+@dataclass(frozen=True, eq=False)
+class InitMatrix(Instr):
+    """W with iid entries N(0, variance(n)); sigma^2 = lim variance * fan_in."""
+
+    variance: sympy.Expr = None
+    op: ClassVar[str] = "init_matrix"
+
+
+@dataclass(frozen=True, eq=False)
+class InitVector(Instr):
+    """Member ``member`` of a jointly Gaussian initial block."""
+
+    block: GaussianBlock = None
+    member: int = 0
+    op: ClassVar[str] = "init_vector"
+
+
+@dataclass(frozen=True, eq=False)
+class InitScalar(Instr):
+    """An initial scalar: a width expression (sympy, in n), or data (an array over the axes)."""
+
+    value: object = None
+    op: ClassVar[str] = "init_scalar"
+
+    @property
+    def is_data(self):
+        return isinstance(self.value, np.ndarray)
+
+
+@dataclass(frozen=True, eq=False)
+class MatMul(Instr):
+    """out = W x (or W^T x when ``transposed``)."""
+
+    matrix: Value = None
+    arg: Arg = None
+    transposed: bool = False
+    op: ClassVar[str] = "matmul"
+
+    def args(self):
+        return (Arg(self.matrix), self.arg)
+
+
+@dataclass(frozen=True, eq=False)
+class _Coordinatewise(Instr):
+    fn: sympy.Expr = None
+    vec_args: tuple = ()
+    params: tuple = ()
+
+    def args(self):
+        return tuple(self.vec_args) + tuple(self.params)
+
+
+@dataclass(frozen=True, eq=False)
+class Nonlin(_Coordinatewise):
+    """out_alpha = fn(x0_alpha, ..., x{k-1}_alpha; p0, ...), coordinatewise."""
+
+    op: ClassVar[str] = "nonlin"
+
+
+@dataclass(frozen=True, eq=False)
+class Moment(_Coordinatewise):
+    """out = (1/n) sum_alpha fn(x0_alpha, ...; p0, ...), a scalar."""
+
+    op: ClassVar[str] = "moment"
+
+
+@dataclass(frozen=True, eq=False)
+class ScalarFn(_Coordinatewise):
+    """out = fn(p0, ..., p{m-1}), a function of scalars only."""
+
+    op: ClassVar[str] = "scalar_fn"
+
+
+@dataclass(frozen=True)
+class Output:
+    """A named output: an array of scalars.
+
+    ``layout`` lists the output's array axes in order: ``("u", k)`` is unrolled
+    index k (values ``offsets[k] .. offsets[k] + shape[k] - 1``), ``("f", p)``
+    is family axis p of every item.  ``items`` maps each unrolled index tuple to
+    a scalar value whose axes are ``family_axes``.
+    """
+
+    name: str
+    pos: SourcePos = field(repr=False)
+    layout: tuple = ()
+    offsets: tuple = ()
+    shape: tuple = ()
+    family_axes: tuple = ()
+    items: tuple = ()  # of (unrolled index tuple, Value)
+
+    @property
+    def values(self):
+        return tuple(v for _, v in self.items)
+
+    @property
+    def array_shape(self):
+        return tuple(self.shape[k] if kind == "u" else self.family_axes[k].size for kind, k in self.layout)

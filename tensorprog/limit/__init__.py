@@ -1,0 +1,1 @@
+"""Symbolic limit: the Master Theorem pass, closed forms and printers."""

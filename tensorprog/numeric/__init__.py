@@ -1,0 +1,1 @@
+"""Numeric backend: numba kernels, quadrature, series and Monte Carlo evaluation of limits."""
