@@ -214,7 +214,9 @@ def binop(el, op, a, b, node, ctx):
     ea, eb = _program_expr(el, a, node, ctx), _program_expr(el, b, node, ctx)
     if isinstance(a, VecT) and isinstance(b, VecT) and a.dim != b.dim:
         raise error(node.pos, "cannot combine vectors of different widths coordinatewise")
-    v = _finite(_SYMPY_OPS[op](ea, eb), node)
+    v = _SYMPY_OPS[op](ea, eb)
+    if op in "/^":  # only these can create an infinity from finite operands
+        v = _finite(v, node)
     dim = a.dim if isinstance(a, VecT) else b.dim if isinstance(b, VecT) else None
     return VecT(v, dim) if dim is not None else ScalT(v)
 
@@ -448,6 +450,13 @@ def _sum(el, node, ctx):
     items = _items(el, node, ctx, "sum")
     if not items:
         return Num(sympy.S.Zero)
+    if all(isinstance(t, (ScalT, VecT)) for t in items):
+        # One n-ary Add: folding pairwise would re-flatten the sum at every step (quadratic).
+        dims = {t.dim for t in items if isinstance(t, VecT)}
+        if len(dims) > 1:
+            raise error(node.pos, "cannot add vectors of different widths")
+        total = sympy.Add(*[t.e for t in items])
+        return VecT(total, dims.pop()) if dims else ScalT(total)
     acc = items[0]
     for t in items[1:]:
         acc = binop(el, "+", acc, t, node, ctx)

@@ -343,6 +343,17 @@ class Elaborator:
                 members.append((ti, b, ctx, val, key))
         if not members:
             return
+        # Members that differ in an unrolled index whose primed partner the covariance does not
+        # mention are independent: they go to separate Gaussian blocks.
+        mentioned = {nm for nm in _names_in(self.dist_nodes(s.dist)[1]) if nm.endswith("'")}
+        free = [u for u in unrolled if u + "'" not in mentioned]
+        groups = {}
+        for m in members:
+            groups.setdefault(tuple(m[1][u] for u in free), []).append(m)
+        for group in groups.values():
+            self.declare_block(s, group, [u for u in unrolled if u not in free])
+
+    def declare_block(self, s, members, unrolled):
         block_means, block_covs = self.gaussian_spec(s, members, unrolled)
         block = GaussianBlock(tuple(m[3] for m in members), block_means.__getitem__,
                               lambda k, l: block_covs[(k, l)], text=_span_text(s), pos=s.pos)
@@ -394,9 +405,6 @@ class Elaborator:
         for k, (tk, bk, ck, vk, _) in enumerate(members):
             for l, (tl, bl, cl, vl, _) in enumerate(members):
                 if (l, k) in covs:
-                    continue
-                if any(u + "'" not in mentioned and bk[u] != bl[u] for u in unrolled):
-                    covs[(k, l)] = np.zeros([fv.axis.size for fv in ck.fvars] + [fv.axis.size for fv in cl.fvars])
                     continue
                 primed = {u + "'": bl[u] for u in unrolled}
                 c = self.spec_value(cov_node, bk, ck, primed, ntarget, tk, tl, "covariance")

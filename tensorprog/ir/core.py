@@ -34,8 +34,33 @@ __all__ = [
 #: The base width n (a positive symbol); other widths are rational multiples of it.
 WIDTH = sympy.Symbol("n", positive=True)
 
-VEC_ARGS = sympy.symbols("x0:64", real=True)
-PARAMS = sympy.symbols("p0:64", real=True)
+
+
+class _Formals:
+    """Formal argument symbols ``x0, x1, ...`` (or ``p0, ...``), created on demand, indexable and sliceable."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self._syms = []
+
+    def __getitem__(self, k):
+        stop = (k.stop if isinstance(k, slice) else k) or 0
+        while len(self._syms) <= stop:
+            self._syms.append(sympy.Symbol(f"{self.prefix}{len(self._syms)}", real=True))
+        return self._syms[k]
+
+    def index(self, sym):
+        """k if ``sym`` is the k-th formal of this family, else None."""
+        name = getattr(sym, "name", "")
+        if name.startswith(self.prefix) and name[len(self.prefix):].isdigit():
+            k = int(name[len(self.prefix):])
+            if k < len(self._syms) and self._syms[k] == sym:
+                return k
+        return None
+
+
+VEC_ARGS = _Formals("x")
+PARAMS = _Formals("p")
 
 
 class Kind(str, enum.Enum):

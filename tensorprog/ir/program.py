@@ -8,7 +8,7 @@ from functools import cached_property
 import networkx as nx
 import sympy
 
-from .core import WIDTH, Arg, InitMatrix, InitScalar, InitVector, Kind, MatMul, Output, VEC_ARGS, PARAMS
+from .core import InitMatrix, InitScalar, InitVector, Kind, MatMul
 
 
 class Program:
@@ -141,9 +141,7 @@ def _w(r, widths=None):
 
 
 def _fn_text(fn):
-    names = {s: sympy.Symbol(f"x{k}") for k, s in enumerate(VEC_ARGS)}
-    names.update({s: sympy.Symbol(f"p{k}") for k, s in enumerate(PARAMS)})
-    return sympy.sstr(fn.xreplace({s: names[s] for s in fn.free_symbols if s in names}))
+    return sympy.sstr(fn)
 
 
 def _lhs(v):
