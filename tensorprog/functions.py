@@ -48,12 +48,10 @@ class step(_Coordinatewise):
 
     @classmethod
     def eval(cls, x):
+        # Only numbers are evaluated: sign queries on symbolic arguments (sympy's assumption
+        # system) would dominate the cost of deriving deep programs.
         if x.is_Number:
             return S.One if x > 0 else (S.Zero if x < 0 else S.Half)
-        if x.is_extended_positive:
-            return S.One
-        if x.is_extended_negative:
-            return S.Zero
 
     def fdiff(self, argindex=1):
         return sympy.DiracDelta(self.args[0])
@@ -68,10 +66,6 @@ class relu(_Coordinatewise):
     def eval(cls, x):
         if x.is_Number:
             return x if x > 0 else S.Zero
-        if x.is_extended_nonnegative:
-            return x
-        if x.is_extended_nonpositive:
-            return S.Zero
 
     def fdiff(self, argindex=1):
         return step(self.args[0])

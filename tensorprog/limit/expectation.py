@@ -1,0 +1,270 @@
+"""Gaussian expectations of expressions in atoms: linearity, independence, projection, closed forms.
+
+``Expectations.expect(f, axes)`` returns E[f] as a sympy expression of quantity
+references (or a number).  The steps, each exact:
+
+1. linearity: expand the top level of f (never inside functions) and pull out
+   factors without atoms;
+2. independence: split each product into factors over independent Gaussian
+   groups (different matrices, W vs W^T, initial blocks), E[fg] = E[f] E[g];
+3. projection: every nonlinear function's argument that is affine in atoms is
+   one Gaussian variable u = c + sum_a w_a Z_a, so E[...] is an integral over as
+   many variables as there are distinct arguments (not atoms), with
+   Cov(u, u') = sum w_a w'_b Cov(Z_a, Z_b);
+4. a closed form from the rule table (``closed_forms.py``) if one applies, else a
+   numeric :class:`~tensorprog.limit.symbols.Integral` quantity.
+
+Every non-trivial result is a named quantity, memoised on its integrand with
+canonical index symbols, so E[f(Z(i)) f(Z(j))] is derived once for all pairs and
+shared wherever it recurs.
+"""
+from __future__ import annotations
+
+import sympy
+from sympy import DiracDelta, Derivative
+
+from . import closed_forms
+from .symbols import (INDEX, Integral, SteinCoefficient, atom_of, atoms_in, index_symbols_in, is_atom, is_qref,
+                      reindex)
+
+
+class LimitError(Exception):
+    """A problem computing a limit; the driver attaches the instruction's source position."""
+
+
+def canonical(expr, axes):
+    """Rename the index symbols of ``expr`` to i, j, ... in order: (renamed, their axes, original symbols)."""
+    syms = index_symbols_in(expr)
+    canon = expr.xreplace({s: INDEX[k] for k, s in enumerate(syms) if s != INDEX[k]})
+    return canon, tuple(axes[INDEX.index(s)] for s in syms), syms
+
+
+def expand_top(f):
+    """Distribute products over sums at the top level only (function arguments stay intact)."""
+    return sympy.expand(f, deep=False, mul=True, multinomial=True, power_exp=False, power_base=False, log=False)
+
+
+class Expectations:
+    """The expectation engine of one derivation; ``owner`` supplies atom covariances and quantities."""
+
+    def __init__(self, owner):
+        self.owner = owner
+        self._memo = {}
+        self._component_memo = {}
+        self._derivative_memo = {}
+
+    # ------------------------------------------------------------------ E[f]
+
+    def expect(self, f, axes):
+        f = sympy.sympify(f)
+        if not atoms_in(f):
+            return f
+        g, gaxes, syms = canonical(f, axes)
+        key = (g, gaxes)
+        if key not in self._memo:
+            self._memo[key] = self._expect_sum(g, gaxes)
+        return reindex(self._memo[key], syms)
+
+    def _expect_sum(self, g, axes):
+        total = []
+        for term in sympy.Add.make_args(expand_top(g)):
+            atoms = atoms_in(term)
+            if not atoms:
+                total.append(term)
+                continue
+            coeff, rest = term.as_independent(*atoms, as_Add=False)
+            total.append(coeff * self._expect_product(rest, axes))
+        return sympy.Add(*total)
+
+    def _expect_product(self, rest, axes):
+        """E of a product: one factor per group of dependent atoms (independent groups factorise)."""
+        factors = sympy.Mul.make_args(rest)
+        comps = []  # list of (set of groups, [factors])
+        for fac in factors:
+            groups = {atom_of(a).group for a in atoms_in(fac)}
+            merged = [c for c in comps if c[0] & groups]
+            for c in merged:
+                comps.remove(c)
+                groups |= c[0]
+            comps.append((groups, [fac for c in merged for fac in c[1]] + [fac]))
+        result = sympy.S.One
+        for _, facs in comps:
+            val = self._component(sympy.Mul(*facs), axes)
+            if val == 0:
+                return sympy.S.Zero
+            result *= val
+        return result
+
+    def _component(self, f, axes):
+        g, gaxes, syms = canonical(f, axes)
+        key = (g, gaxes)
+        if key not in self._component_memo:
+            self._component_memo[key] = self._evaluate_component(g, gaxes)
+        return reindex(self._component_memo[key], syms)
+
+    def _evaluate_component(self, f, axes):
+        F, variables, mean, cov = self.project(f, axes)
+        closed = None
+        if not F.has(Derivative):
+            closed = closed_form(F, len(variables), mean, cov)
+        if closed is not None:
+            from .derive import is_cheap
+            if is_cheap(closed):
+                return closed
+            return self.owner.moment_quantity(closed, axes, f, method=_closed_form_name(F, len(variables)))
+        if F.has(DiracDelta):
+            raise LimitError(f"cannot integrate a Dirac delta numerically: E[{f}]")
+        integral = Integral(F, tuple(variables), tuple(mean), cov)
+        return self.owner.moment_quantity(integral, axes, f, method=f"numeric, {len(variables)}-dimensional")
+
+    # ------------------------------------------------------------------ projection
+
+    def project(self, f, axes):
+        """Rewrite f(atoms) as F(u) over Gaussian variables u (affine forms of atoms): (F, u, mean, cov)."""
+        atoms = sorted(atoms_in(f), key=sympy.default_sort_key)
+        forms = {}  # form -> (variable, (constant, {atom: weight}))
+
+        def var(form, parts):
+            key = sympy.expand(form)
+            if key not in forms:
+                forms[key] = (U[len(forms)], parts)
+            return forms[key][0]
+
+        def visit(e):
+            if is_atom(e):
+                return var(e, (sympy.S.Zero, {e: sympy.S.One}))
+            if not atoms_in(e):
+                return e
+            if e.is_Add or e.is_Mul:
+                return e.func(*[visit(a) for a in e.args])
+            if e.is_Pow and e.exp.is_Integer and e.exp >= 0:
+                return sympy.Pow(visit(e.base), e.exp)
+            args = (e.base,) if e.is_Pow else e.args
+            parts = _linear(args[0]) if len(args) == 1 else None
+            if parts is None:
+                raise _NotAffine()
+            v = var(args[0], parts)
+            return sympy.Pow(v, e.exp) if e.is_Pow else e.func(v)
+
+        try:
+            F = visit(f)
+        except _NotAffine:
+            forms = {a: (U[k], (sympy.S.Zero, {a: sympy.S.One})) for k, a in enumerate(atoms)}
+            F = f.xreplace({a: v for a, (v, _) in forms.items()})
+        variables = [v for v, _ in forms.values()]
+        coeffs = [parts for _, parts in forms.values()]
+        mean = [c0 + sum((w * self.owner.atom_mean(a) for a, w in ws.items()), sympy.S.Zero) for c0, ws in coeffs]
+        d = len(variables)
+        cov = sympy.zeros(d, d)
+        atom_cov = {}
+
+        def c(a, b):
+            if (a, b) not in atom_cov:
+                atom_cov[(a, b)] = atom_cov[(b, a)] = self.owner.atom_cov(a, b, axes)
+            return atom_cov[(a, b)]
+
+        for p in range(d):
+            for q in range(p, d):
+                s = sympy.Add(*[wa * wb * c(a, b) for a, wa in coeffs[p][1].items() for b, wb in coeffs[q][1].items()])
+                cov[p, q] = cov[q, p] = s
+        return F, variables, mean, cov
+
+    # ------------------------------------------------------------------ E[dZ/dZhat]
+
+    def derivative(self, f, atom, axes):
+        """E[d f / d atom]: (expression, method).  Smooth: sympy's derivative; kinks: Stein's lemma."""
+        key = (f, atom)
+        if key in self._derivative_memo:
+            return self._derivative_memo[key]
+        d = sympy.diff(f, atom)
+        if d == 0:
+            out = (sympy.S.Zero, "derivative is 0")
+        elif not d.has(DiracDelta) and not d.has(Derivative):
+            out = (self.expect(d, axes), "derivative (sympy)")
+        else:
+            out = (self._stein(f, atom, axes), "Stein's lemma")
+        self._derivative_memo[key] = out
+        return out
+
+    def _stein(self, f, atom, axes):
+        """E[grad f] = C^+ E[Z f] over the atoms of ``atom``'s group that f depends on."""
+        group = atom_of(atom).group
+        same = sorted((a for a in atoms_in(f) if atom_of(a).group == group), key=sympy.default_sort_key)
+        moments = [self.expect(a * f, axes) for a in same]
+        if all(m == 0 for m in moments):
+            return sympy.S.Zero
+        cov = sympy.Matrix(len(same), len(same), lambda p, q: self.owner.atom_cov(same[p], same[q], axes))
+        coef = SteinCoefficient(same.index(atom), cov, tuple(moments))
+        return self.owner.stein_quantity(coef, axes, ("d", f, atom))
+
+
+class _NotAffine(Exception):
+    pass
+
+
+def _linear(expr):
+    """(c, {atom: w}) with expr = c + sum w * atom and c, w free of atoms; None if expr is not affine."""
+    if is_atom(expr):
+        return sympy.S.Zero, {expr: sympy.S.One}
+    if not atoms_in(expr):
+        return expr, {}
+    if expr.is_Add:
+        c0, ws = sympy.S.Zero, {}
+        for t in expr.args:
+            part = _linear(t)
+            if part is None:
+                return None
+            c0 += part[0]
+            for a, w in part[1].items():
+                ws[a] = ws.get(a, sympy.S.Zero) + w
+        return c0, {a: w for a, w in ws.items() if w != 0}
+    if expr.is_Mul:
+        dep = [t for t in expr.args if atoms_in(t)]
+        if len(dep) != 1:
+            return None
+        const = sympy.Mul(*[t for t in expr.args if t is not dep[0]])
+        part = _linear(dep[0])
+        if part is None:
+            return None
+        return const * part[0], {a: const * w for a, w in part[1].items()}
+    return None
+
+
+# Canonical names of the projected Gaussian variables (fixed, so that equal shapes share cache keys).
+U = tuple(sympy.Symbol(f"u{k}", real=True) for k in range(64))
+_S = [[sympy.Symbol(f"S{p}_{q}", real=True) for q in range(64)] for p in range(64)]
+_M = tuple(sympy.Symbol(f"M{p}", real=True) for p in range(64))
+_CLOSED_CACHE: dict = {}
+
+
+def closed_form(F, d, mean, cov):
+    """The table's closed form of E[F(u)], u ~ N(mean, cov), or None.
+
+    Looked up by shape: the covariance and mean entries are replaced by placeholders
+    (keeping which entries are zero), so the same integrand at every layer of a deep
+    network asks the rule table once.
+    """
+    if d > len(U):
+        return None
+    zeros_c = tuple(tuple(bool(cov[p, q] == 0) for q in range(d)) for p in range(d))
+    zeros_m = tuple(bool(m == 0) for m in mean)
+    key = (F, zeros_c, zeros_m)
+    if key not in _CLOSED_CACHE:
+        C = sympy.Matrix(d, d, lambda p, q: 0 if zeros_c[p][q] else _S[min(p, q)][max(p, q)])
+        m = tuple(0 if zeros_m[p] else _M[p] for p in range(d))
+        _CLOSED_CACHE[key] = closed_forms.gaussian_expectation(F, tuple(U[:d]), C, m)
+    tmpl = _CLOSED_CACHE[key]
+    if tmpl is None:
+        return None
+    sub = {_S[p][q]: cov[p, q] for p in range(d) for q in range(p, d)}
+    sub.update({_M[p]: mean[p] for p in range(d)})
+    return sympy.sympify(tmpl).xreplace(sub)
+
+
+def _has_qref(expr):
+    return any(is_qref(a) for a in expr.atoms(sympy.core.function.AppliedUndef))
+
+
+def _closed_form_name(F, d):
+    heads = sorted({type(a).__name__ for a in F.atoms(sympy.Function)})
+    return "closed form" + (f" ({' x '.join(heads)})" if heads else " (Gaussian moments)")

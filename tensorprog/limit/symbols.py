@@ -1,0 +1,187 @@
+"""The symbols of the limit: index variables, Gaussian atoms and deterministic quantities.
+
+Everything in the limit is a sympy expression over three kinds of objects:
+
+* index symbols ``i, j, k, ...`` (``INDEX[p]``): the p-th axis of a family;
+* atoms: Gaussian random variables, applied undefined functions ``Ẑ_m(i)`` -- the
+  initial vectors and one ``Ẑ`` per MatMul instruction ``m``, indexed by member;
+* quantity references ``Q(i, j)``: deterministic limits (scalars, covariances,
+  expectations, Zdot coefficients) defined once in the :class:`LimitProgram` and
+  looked up by index.
+
+A family template is written with its own axes as ``INDEX[0..k-1]``; using a
+member elsewhere is ``reindex(expr, terms)``, a simultaneous substitution of the
+index symbols (so ``E[Z^{x}(i) Z^{x}(j)]`` is one template, derived once).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import sympy
+from sympy.core.function import AppliedUndef
+
+__all__ = ["INDEX", "index_symbol", "reindex", "Atom", "Quantity", "atoms_in", "qrefs_in", "index_symbols_in",
+           "is_atom", "is_qref", "atom_of", "quantity_of", "new_atom", "new_quantity", "Integral", "Data",
+           "SteinCoefficient"]
+
+_INDEX_NAMES = "ijklmpqrstuvw"
+INDEX = tuple(sympy.Symbol(c, integer=True, nonnegative=True) for c in _INDEX_NAMES)
+
+
+def index_symbol(p: int) -> sympy.Symbol:
+    if p >= len(INDEX):
+        raise ValueError("families over more than 13 axes are not supported")
+    return INDEX[p]
+
+
+def reindex(expr, terms):
+    """Substitute ``INDEX[p] -> terms[p]`` simultaneously (terms: index symbols or integers)."""
+    mapping = {INDEX[p]: sympy.sympify(t) for p, t in enumerate(terms) if INDEX[p] != t}
+    return expr.xreplace(mapping) if mapping else expr
+
+
+_ATOMS: dict = {}   # function class -> Atom
+_QUANTS: dict = {}  # function class -> Quantity
+# Process-wide counters: sympy identifies undefined functions by name, so names must never repeat,
+# also across several derivations alive at once.
+_UIDS = itertools.count()
+
+
+@dataclass(eq=False)
+class Atom:
+    """A Gaussian atom: an initial vector (``block``/``member``) or the Ẑ of a MatMul.
+
+    ``group``: atoms in different groups are independent.  Groups are
+    ``("init", block id)`` or ``("W", matrix id, transposed)``.
+    """
+
+    value: object            # the IR value this atom belongs to (InitVector or MatMul output)
+    group: tuple
+    label: str
+    instr: object = None     # the defining instruction
+    fn: object = field(default=None, repr=False)
+
+    def __call__(self, *index):
+        return self.fn(*index)
+
+
+@dataclass(eq=False)
+class Quantity:
+    """A deterministic limit quantity over a grid of family axes.
+
+    ``definition`` is a sympy expression in the grid's index symbols and other
+    quantity references (evaluated pointwise), or an :class:`Integral` /
+    :class:`Data` / :class:`SteinCoefficient` object for the numeric backend.
+    ``kind``: "scalar" (a program scalar), "moment" (an expectation), "cov"
+    (covariance of Gaussian atoms), "zdot" (a Zdot coefficient), "data".
+    """
+
+    id: int
+    label: str
+    axes: tuple
+    definition: object
+    kind: str
+    method: str = ""
+    origin: object = None    # (value name, SourcePos) of the program statement it comes from
+    meaning: object = None   # what it stands for, for printing: e.g. the integrand of an expectation
+    fn: object = field(default=None, repr=False)
+
+    def __call__(self, *index):
+        return self.fn(*index)
+
+    @property
+    def grid(self):
+        return tuple(INDEX[p] for p in range(len(self.axes)))
+
+    def ref(self):
+        """The reference with the canonical index symbols of the grid."""
+        return self.fn(*self.grid)
+
+
+def new_atom(value, group, label, instr=None) -> Atom:
+    fn = sympy.Function(f"Z{next(_UIDS)}", real=True)
+    a = Atom(value, group, label, instr, fn)
+    _ATOMS[fn] = a
+    return a
+
+
+def new_quantity(label, axes, definition, kind, **kw) -> Quantity:
+    uid = next(_UIDS)
+    fn = sympy.Function(f"Q{uid}", real=True)
+    q = Quantity(uid, label, tuple(axes), definition, kind, fn=fn, **kw)
+    _QUANTS[fn] = q
+    return q
+
+
+def atom_of(expr) -> Atom | None:
+    return _ATOMS.get(type(expr)) if isinstance(expr, AppliedUndef) else None
+
+
+def quantity_of(expr) -> Quantity | None:
+    return _QUANTS.get(type(expr)) if isinstance(expr, AppliedUndef) else None
+
+
+def is_atom(expr) -> bool:
+    return isinstance(expr, AppliedUndef) and type(expr) in _ATOMS
+
+
+def is_qref(expr) -> bool:
+    return isinstance(expr, AppliedUndef) and type(expr) in _QUANTS
+
+
+def atoms_in(expr) -> set:
+    return {a for a in expr.atoms(AppliedUndef) if type(a) in _ATOMS}
+
+
+def qrefs_in(expr) -> set:
+    return {a for a in expr.atoms(AppliedUndef) if type(a) in _QUANTS}
+
+
+def index_symbols_in(expr) -> list:
+    """The index symbols occurring in ``expr``, in canonical order (i before j ...)."""
+    syms = expr.free_symbols if hasattr(expr, "free_symbols") else set()
+    return [s for s in INDEX if s in syms]
+
+
+# ---------------------------------------------------------------- definitions the numeric backend integrates
+
+@dataclass(eq=False)
+class Integral:
+    """E[f(u)] for a Gaussian vector u ~ N(mean, cov) of ``len(variables)`` dimensions.
+
+    ``integrand`` is a sympy expression in ``variables`` (and constants: quantity
+    references, numbers); ``mean`` and ``cov`` are sympy expressions in quantity
+    references and the grid's index symbols, evaluated per grid point.
+    """
+
+    integrand: sympy.Expr
+    variables: tuple
+    mean: tuple
+    cov: sympy.Matrix
+
+    @property
+    def dim(self):
+        return len(self.variables)
+
+
+@dataclass(eq=False)
+class Data:
+    """A quantity given by data: ``array`` has one axis per grid axis."""
+
+    array: object
+    text: str = ""
+
+
+@dataclass(eq=False)
+class SteinCoefficient:
+    """E[d f / d Z_t] = sum_l (C^+)_{t l} E[Z_l f]  (Stein's lemma, C^+ the pseudo-inverse).
+
+    ``cov`` is the covariance of the atoms Z_l of one Gaussian group that f depends
+    on (a sympy Matrix), ``moments`` the expressions E[Z_l f], ``target`` the
+    position t of the atom we differentiate by.
+    """
+
+    target: int
+    cov: sympy.Matrix
+    moments: tuple
