@@ -36,7 +36,14 @@ class SourcePos:
     end_col: int | None = None
 
     def __str__(self) -> str:
+        if self.line == 0:
+            return self.source.name
         return f"{self.source.name}:{self.line}:{self.col}"
+
+
+def whole_file(source: Source) -> SourcePos:
+    """The position of a diagnostic about the whole program (reported as ``file: error: ...``)."""
+    return SourcePos(source, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ class Diagnostic:
         if self.pos is None:
             return f"{self.severity}: {self.message}"
         head = f"{self.pos}: {self.severity}: {self.message}"
-        text = self.pos.source.line(self.pos.line)
+        text = self.pos.source.line(self.pos.line) if self.pos.line else ""
         if not text:
             return head
         col = max(self.pos.col, 1)
@@ -106,7 +113,7 @@ class Diagnostics:
 
 
 def _position_key(d: Diagnostic):
-    return (0, d.pos.line, d.pos.col) if d.pos else (1, 0, 0)
+    return (0, d.pos.line, d.pos.col) if d.pos and d.pos.line else (1, 0, 0)
 
 
 def did_you_mean(name: str, candidates) -> str:

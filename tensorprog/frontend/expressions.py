@@ -14,7 +14,7 @@ from ..errors import did_you_mean, error
 from ..ir.core import WIDTH, Kind, Moment
 from . import ast
 from .terms import (DataT, ListT, MatT, Num, ScalT, VecT, WidthT, data_binop, data_dot, eval_sympy_numpy,
-                    kind_name, numpy_function)
+                    kind_name)
 
 
 def elaborate(el, node, ctx):
@@ -28,6 +28,10 @@ def elaborate(el, node, ctx):
 
 def _number(el, node, ctx):
     from .lowering import _number as num
+    value = float(node.text)
+    # Checked on the float first: an exact 1e999999999 would take minutes to build.
+    if value == float("inf") or (value == 0 and node.text.split("e")[0].split("E")[0].strip("0.")):
+        raise error(node.pos, f"the number {node.text} is outside the range of float64")
     return Num(num(node.text))
 
 
@@ -189,10 +193,24 @@ _SYMPY_OPS = {
 
 
 def _finite(v, node):
-    if v.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo) or (v.is_number and v.is_real is False):
+    constant = v.is_number or v.free_symbols <= {WIDTH}
+    if v.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo) or (constant and v.is_real is False):
         raise error(node.pos, "this arithmetic has no finite real value (division by zero, or the root of a "
                               "negative number?)")
     return v
+
+
+# Exact arithmetic would spend unbounded time and memory on a power such as 9^9^9.
+MAX_POWER_BITS = 100_000
+
+
+def _check_power(a, b, node):
+    """Refuse an exact power base^exponent whose result would have more than MAX_POWER_BITS bits."""
+    if not (a.is_Rational and b.is_Number) or a in (0, 1, -1):
+        return
+    bits = max(abs(a.p).bit_length(), abs(a.q).bit_length())
+    if abs(float(b)) * bits > MAX_POWER_BITS:
+        raise error(node.pos, "this power is too large to compute")
 
 
 def binop(el, op, a, b, node, ctx):
@@ -202,6 +220,8 @@ def binop(el, op, a, b, node, ctx):
     if isinstance(a, MatT) or isinstance(b, MatT):
         return _matrix_scale(op, a, b, node)
     if isinstance(a, (Num, WidthT)) and isinstance(b, (Num, WidthT)):
+        if op == "^":
+            _check_power(_sym(a), _sym(b), node)
         v = _finite(_SYMPY_OPS[op](_sym(a), _sym(b)), node)
         return WidthT(v) if v.has(WIDTH) else Num(v)
     if isinstance(a, DataT) or isinstance(b, DataT):
@@ -313,6 +333,9 @@ def _resolve_function(el, node):
         formals = uf.formals
         return (lambda *args: body.xreplace(dict(zip(formals, args)))), len(formals)
     spec = F.builtin(base)
+    if spec is None and base in el.poisoned:
+        from .lowering import _Poisoned
+        raise _Poisoned()
     if spec is None:
         if base in el.names or base in el.consts or base in el.data:
             raise error(node.func_pos or node.pos, f"'{base}' is not a function")
@@ -342,18 +365,16 @@ def apply_function(el, fn, args, node, ctx):
         return DataT(np.broadcast_to(arr, args[0].arr.shape).copy(), args[0].tags)
     if all(isinstance(a, (Num, WidthT)) for a in args):
         return WidthT(_finite(fn(*[_sym(a) for a in args]), node))
-    for a in args[1:]:
-        if isinstance(a, (VecT, MatT, ListT)):
-            raise error(node.pos, f"{node.func}: only the first argument may be a vector; the others are scalar "
-                                  "parameters")
-    if isinstance(args[0], (MatT, ListT)):
-        raise error(node.pos, f"{node.func} applies coordinatewise to a vector or a scalar, not {kind_name(args[0])}")
+    for a in args:
+        if isinstance(a, (MatT, ListT)):
+            raise error(node.pos, f"{node.func} applies coordinatewise to vectors and scalars, not {kind_name(a)}")
+    dims = {a.dim for a in args if isinstance(a, VecT)}
+    if len(dims) > 1:
+        raise error(node.pos, f"{node.func}: its vector arguments have different widths")
     exprs = [_program_expr(el, a, node, ctx) if not (ctx.fn_formals and isinstance(a, ScalT)) else a.e
              for a in args]
     v = _finite(fn(*exprs), node)
-    if isinstance(args[0], VecT):
-        return VecT(v, args[0].dim)
-    return ScalT(v)
+    return VecT(v, dims.pop()) if dims else ScalT(v)
 
 
 def _mean(el, node, ctx):
@@ -411,7 +432,9 @@ def _len(el, node, ctx):
 
 
 def _dim(el, node, ctx):
-    return Num(sympy.Integer(_dataset(el, node, ctx, "dim").shape[-1]))
+    """The length of the last axis of a point (1 when the points are numbers)."""
+    arr = _dataset(el, node, ctx, "dim")
+    return Num(sympy.Integer(arr.shape[-1] if arr.ndim > 1 else 1))
 
 
 def _delta(el, node, ctx):

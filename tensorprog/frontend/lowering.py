@@ -14,6 +14,7 @@ Errors are collected per statement, so one run reports as many as possible.
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -23,14 +24,18 @@ import numpy as np
 import sympy
 
 from .. import functions as F
-from ..errors import Diagnostics, TPError, did_you_mean, error
+from ..errors import Diagnostics, TPError, did_you_mean, error, whole_file
 from ..ir.core import (PARAMS, VEC_ARGS, WIDTH, Arg, Axis, AxisRef, GaussianBlock, InitMatrix, InitScalar,
-                       InitVector, Kind, MatMul, Moment, Nonlin, Output, ScalarFn, Value)
+                       InitVector, Kind, MatMul, Nonlin, Output, ScalarFn, Value)
 from . import ast
-from .terms import DataT, ListT, MatT, Num, ScalT, VecT, WidthT, kind_name
+from .terms import DataT, ListT, MatT, Num, ScalT, VecT, WidthT, kind_name, width_limit
 
 RESERVED = {"n", "pi", "mean", "dot", "norm", "dim", "len", "sum", "softmax", "N", "load", "delta",
             "min", "max"}
+
+
+# Loops are unrolled at compile time; a bound this large is a mistake, not a network.
+MAX_UNROLL = 100_000
 
 
 class _Poisoned(Exception):
@@ -53,6 +58,7 @@ class NameEntry:
     axes: tuple             # Axis of each family position
     pos: object
     entries: dict = field(default_factory=dict)  # unrolled index tuple -> Value
+    lines: dict = field(default_factory=dict)    # unrolled index tuple -> line of its definition
 
 
 @dataclass
@@ -118,6 +124,7 @@ class Ctx:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _number(text: str) -> sympy.Expr:
     f = Fraction(text)
     return sympy.Integer(f.numerator) if f.denominator == 1 else sympy.Rational(f.numerator, f.denominator)
@@ -151,10 +158,11 @@ class Elaborator:
     def run(self, module: ast.Module):
         self.stmts(module.statements, Scope())
         for name in sorted(set(self.defines) - self.used_defines):
-            self.diags.add(None, f"-D {name}=...: the program has no const named '{name}'")
+            self.diags.add(whole_file(self.source), f"-D {name}=...: the program has no const named '{name}'"
+                           + did_you_mean(name, self.consts))
         outputs = self._build_outputs()
         if not outputs and not self.diags.errors:
-            self.diags.add(None, "the program has no outputs (declare at least one with `out ...`)")
+            self.diags.add(whole_file(self.source), "the program has no outputs (declare at least one with `out ...`)")
         self.diags.raise_if_errors()
         return outputs
 
@@ -165,6 +173,10 @@ class Elaborator:
                     bindings = self.loop_bindings(s.loops, scope, Ctx(scope, s.pos))
                 except TPError as e:
                     self.diags.extend(e)
+                    self.poison(s)
+                    continue
+                except _Poisoned:
+                    self.poison(s)
                     continue
                 for b in bindings:
                     self.stmts(s.body, scope.child(b))
@@ -185,16 +197,31 @@ class Elaborator:
         """All combinations of unrolled loop values (list of dicts); data-set loops bind an FVar."""
         ranges = []
         fam = {}
+        seen = set()
         for lp in loops:
+            if lp.var in seen:
+                raise error(lp.pos, f"the loop variable '{lp.var}' is repeated")
+            seen.add(lp.var)
+            if lp.var in self.consts or lp.var in self.data or lp.var in self.widths or lp.var in self.names \
+                    or lp.var in self.fns or lp.var in RESERVED:
+                raise error(lp.pos, f"'{lp.var}' is already defined; choose another name for the loop variable")
             if isinstance(lp, ast.RangeLoop):
                 lo = self.int_value(lp.lo, ctx, "a loop bound")
                 hi = self.int_value(lp.hi, ctx, "a loop bound")
+                # lo..lo-1 is an empty range (e.g. `2..L` with L = 1); anything lower is a mistake.
+                if hi < lo - 1:
+                    hint = "" if lp.reverse else f"; to count down write reversed({hi}..{lo})"
+                    raise error(lp.pos, f"bad loop bounds {lo}..{hi}: the upper bound is below the lower "
+                                        f"bound{hint}")
                 ranges.append((lp.var, range(hi, lo - 1, -1) if lp.reverse else range(lo, hi + 1)))
             else:
                 axis = self.axis_of_domain(lp.domain, ctx)
                 if not family_ok:
                     raise error(lp.pos, "a loop over a data set is not allowed here; use a range a..b")
                 fam[lp.var] = FVar(lp.var, axis, lp.pos)
+        total = int(np.prod([len(r) for _, r in ranges], dtype=np.float64))
+        if total > MAX_UNROLL:
+            raise error(loops[0].pos, f"this loop unrolls to {total} iterations; at most {MAX_UNROLL} are allowed")
         out = []
         for combo in itertools.product(*(r for _, r in ranges)):
             b = dict(fam)
@@ -205,6 +232,8 @@ class Elaborator:
     def axis_of_domain(self, node, ctx):
         if isinstance(node, ast.Name) and node.id in self.axes:
             return self.axes[node.id]
+        if isinstance(node, ast.Name) and node.id in self.poisoned:
+            raise _Poisoned()
         raise error(node.pos, "expected a data set name or a range lo..hi after 'in'")
 
     # ------------------------------------------------------------------ simple declarations
@@ -217,6 +246,10 @@ class Elaborator:
                 self.consts[name] = self.defines[name]
                 continue
             t = self.expr(expr, Ctx(scope, pos, data_only=True))
+            if isinstance(t, DataT) and not t.tags and t.arr.ndim == 0:
+                if not np.isfinite(t.arr):
+                    raise error(expr.pos, "this const is not a finite number")
+                t = Num(_data_number(float(t.arr)))
             if not isinstance(t, Num):
                 raise error(expr.pos, f"a const must be a number, got {kind_name(t)}")
             self.consts[name] = t.v
@@ -254,30 +287,32 @@ class Elaborator:
         self.axes[s.name] = Axis(s.name, int(arr.shape[0]))
 
     def load_data(self, call):
+        """The array in a .npy file, or the numbers of a .csv file (one point per row, '#' comments)."""
         if len(call.args) != 1 or not isinstance(call.args[0], ast.String):
             raise error(call.pos, 'load takes one file name in quotes: load("points.npy")')
+        pos = call.args[0].pos
         path = self.base_dir / call.args[0].value
+        if path.suffix not in (".npy", ".csv", ".txt"):
+            raise error(pos, f"cannot load '{call.args[0].value}': use a .npy or .csv file")
         try:
             if path.suffix == ".npy":
                 arr = np.load(path, allow_pickle=False)
-            elif path.suffix in (".csv", ".txt"):
-                with open(path, newline="") as fh:
-                    rows = [r for r in csv.reader(fh) if r and not r[0].lstrip().startswith("#")]
-                arr = np.array([[float(x) for x in r] for r in rows])
-            else:
-                raise error(call.args[0].pos, f"cannot load '{path.name}': use a .npy or .csv file")
-        except TPError:
-            raise
+                if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+                    raise error(pos, f"{path.name} must hold an array of real numbers")
+                return np.asarray(arr, dtype=np.float64)
+            with open(path, newline="", encoding="utf-8") as fh:
+                return _csv_array(fh, path.name, pos)
         except FileNotFoundError:
-            raise error(call.args[0].pos, f"no such file: {path}") from None
+            raise error(pos, f"no such file: {path}") from None
         except (ValueError, OSError) as e:
-            raise error(call.args[0].pos, f"cannot read {path.name}: {e}") from None
-        return np.asarray(arr, dtype=np.float64)
+            what = "not a .npy array file" if path.suffix == ".npy" else str(e).split(". ")[0]
+            raise error(pos, f"cannot read {path.name}: {what}") from None
 
     def stmt_FnDecl(self, s, scope):
         self.check_new_name(s.name, s.pos)
         if len(set(s.params)) != len(s.params):
-            raise error(s.pos, f"repeated parameter name in fn {s.name}")
+            dup = next(p for p in s.params if s.params.count(p) > 1)
+            raise error(s.pos, f"fn {s.name}: the parameter '{dup}' is repeated")
         formals = tuple(sympy.Symbol(f"_{s.name}_{p}", real=True) for p in s.params)
         ctx = Ctx(scope, s.pos, fn_formals=dict(zip(s.params, formals)))
         t = self.expr(s.body, ctx)
@@ -303,15 +338,21 @@ class Elaborator:
         for b in self.loop_bindings(s.loops, scope, ctx0, family_ok=False):
             ctx = Ctx(scope.child(b), s.pos, data_only=True)
             key = self.target_key(s.target, ctx, allow_family=False)
+            mean_node, var_node = self.dist_nodes(s.dist)
             mean, var = self.dist_args(s.dist, ctx)
             if not (isinstance(mean, Num) and mean.v == 0):
-                raise error(s.dist.pos, "initial matrices have mean 0: N(0, variance)")
+                raise error(mean_node.pos, "initial matrices have mean 0: N(0, variance)")
             if not isinstance(var, (Num, WidthT)):
-                raise error(s.dist.pos, f"a matrix variance must be a number or depend on n, got {kind_name(var)}")
+                raise error(var_node.pos, f"a matrix variance must be a number or depend on n, got {kind_name(var)}")
             rows, cols = (self.width_of(s.shape[0], ctx), self.width_of(s.shape[1], ctx)) if s.shape else (1, 1)
             v = var.v if isinstance(var, Num) else var.e
-            if float(v.subs(WIDTH, 1000)) < 0:
-                raise error(s.dist.pos, "a variance cannot be negative")
+            # sigma^2 = lim variance * fan_in must exist: entries scale as 1/n.
+            sigma2 = width_limit(v * cols * WIDTH)
+            if sigma2 is None or not sigma2.is_finite:
+                raise error(var_node.pos, f"the entry variance {sympy.sstr(v)} does not scale as 1/n: "
+                                          f"sigma^2 = lim fan_in * variance is infinite (write e.g. 2/n)")
+            if sigma2 < 0 or not _nonnegative(v.subs(WIDTH, 1000)):
+                raise error(var_node.pos, "a variance must be real and non-negative")
             val = self.new_value(_display(s.target.name, key), Kind.MATRIX, (), (rows, cols))
             self.define(s.target, key, val, (), Kind.MATRIX)
             self.instrs.append(InitMatrix(val, s.pos, variance=sympy.sympify(v)))
@@ -371,6 +412,8 @@ class Elaborator:
         found = set()
 
         def walk(node):
+            if isinstance(node, ast.Name) and node.id in self.poisoned:
+                raise _Poisoned()
             if isinstance(node, ast.Subscript) and isinstance(node.base, ast.Name) and node.base.id in self.axes:
                 for ix in node.indices:
                     if isinstance(ix, ast.Name) and ix.id.rstrip("'") == fv.name:
@@ -404,8 +447,6 @@ class Elaborator:
         covs = {}
         for k, (tk, bk, ck, vk, _) in enumerate(members):
             for l, (tl, bl, cl, vl, _) in enumerate(members):
-                if (l, k) in covs:
-                    continue
                 primed = {u + "'": bl[u] for u in unrolled}
                 c = self.spec_value(cov_node, bk, ck, primed, ntarget, tk, tl, "covariance")
                 arr = self.spec_array(c, ck.fvars, cl.fvars, cov_node, "covariance")
@@ -413,6 +454,8 @@ class Elaborator:
                     if fv.name + "'" not in mentioned and len(cl.fvars) == len(ck.fvars):
                         arr = arr * _kronecker(arr.shape, a, len(ck.fvars) + a)
                 covs[(k, l)] = arr
+                if l < k:
+                    _check_symmetric(covs[(l, k)], arr, members[l][3], vk, cov_node)
         return means, covs
 
     def dist_nodes(self, dist):
@@ -483,6 +526,7 @@ class Elaborator:
             if axes:
                 raise error(node.pos, "a family of scalars needs a value per member (an expression of data)")
             value = t.v if isinstance(t, Num) else t.e
+            self.check_converges(value, node)
         elif isinstance(t, DataT):
             value = self.spec_array(t, ctx.fvars, (), node, "value")
         else:
@@ -577,7 +621,8 @@ class Elaborator:
         ob = self.out_builder(target.name, target.pos, pattern, axes)
         ukey = tuple(k for k in key if not isinstance(k, FVar))
         if ukey in ob.items:
-            raise error(target.pos, f"output {target.name}{list(ukey) if ukey else ''} is already defined")
+            shown = target.name + "".join(f"[{k}]" for k in ukey)
+            raise error(target.pos, f"output '{shown}' is already defined (line {ob.pos.line})")
         ob.items[ukey] = val
 
     def out_builder(self, name, pos, pattern, axes, existing=False):
@@ -664,8 +709,10 @@ class Elaborator:
                 raise error(target.pos, f"'{name}' is indexed differently than at line {entry.pos.line} "
                                         f"({_pattern_text(entry)})")
         if ukey in entry.entries:
-            raise error(target.pos, f"{_display(name, key)} is already defined (single assignment)")
+            raise error(target.pos, f"'{_display(name, key)}' is already defined at line {entry.lines[ukey]} "
+                                    "(single assignment: a name is given a value once)")
         entry.entries[ukey] = val
+        entry.lines[ukey] = target.pos.line
 
     def int_value(self, node, ctx, what):
         t = self.expr(node, Ctx(ctx.scope, ctx.pos, data_only=True))
@@ -762,12 +809,21 @@ class Elaborator:
             self.cse[key] = out
         return VecT(self.leaf(out, names) * m.scale, out_dim)
 
+    def check_converges(self, e, node):
+        """A width-dependent scalar must have a finite limit as n -> oo (the limit program uses it)."""
+        lim = width_limit(e)
+        if lim is None or not lim.is_finite:
+            raise error(node.pos, f"the scalar {sympy.sstr(e)} has no finite limit as n -> oo "
+                                  f"({'it diverges' if lim is not None else 'it does not converge'}); "
+                                  "the scalars of a Tensor Program must converge")
+
     def as_scalar_leaf(self, t, ctx, node):
         """A width-dependent number or data used inside the program becomes an initial scalar."""
         if isinstance(t, Num):
             return t.v
         if isinstance(t, WidthT):
             key = ("width", t.e)
+            self.check_converges(t.e, node)
             if key not in self.width_scalars:
                 val = self.new_value(f"%{len(self.values)}", Kind.SCALAR)
                 self.instrs.append(InitScalar(val, node.pos, value=t.e))
@@ -809,7 +865,46 @@ def _expand_to(d: DataT, want, sizes):
     return arr.reshape(shape)
 
 
+def _nonnegative(x: sympy.Expr) -> bool:
+    try:
+        return float(x) >= 0
+    except TypeError:  # complex
+        return False
+
+
+def _data_number(v: float) -> sympy.Expr:
+    """A number computed from data: an exact Integer when integral, else the float64 value itself."""
+    return sympy.Integer(int(v)) if v.is_integer() else sympy.Float(v)
+
+
+def _csv_array(lines, name, pos):
+    """Rows of comma-separated numbers as a 2-D array (a single column stays 2-D: points of dimension 1)."""
+    rows = []
+    for lineno, row in enumerate(csv.reader(lines), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        try:
+            rows.append([float(x) for x in row])
+        except ValueError:
+            bad = next(x for x in row if not _is_float(x))
+            raise error(pos, f"{name}, line {lineno}: '{bad.strip()}' is not a number") from None
+        if len(rows[-1]) != len(rows[0]):
+            raise error(pos, f"{name}, line {lineno}: {len(rows[-1])} value{'s' if len(rows[-1]) != 1 else ''}, "
+                             f"but the first row has {len(rows[0])}")
+    return np.array(rows, dtype=np.float64)
+
+
+def _is_float(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def _targets(s):
+    if isinstance(s, ast.ForBlock):
+        return [t for b in s.body for t in _targets(b)]
     if isinstance(s, (ast.Assign, ast.MatrixDecl, ast.OutDecl)):
         return [s.target.name]
     if isinstance(s, ast.VectorDecl):
@@ -844,6 +939,20 @@ def _names_in(node):
         yield node.id
     for child in _children(node):
         yield from _names_in(child)
+
+
+def _check_symmetric(c_lk, c_kl, v_l, v_k, node):
+    """Cov(x_k, x_l) must be the transpose of Cov(x_l, x_k) (up to rounding)."""
+    nl = len(v_l.axes)
+    back = np.transpose(c_lk, tuple(range(nl, c_lk.ndim)) + tuple(range(nl)))
+    diff = np.abs(c_kl - back)
+    scale = max(float(np.max(np.abs(c_kl), initial=0.0)), float(np.max(np.abs(back), initial=0.0)), 1e-300)
+    if diff.size and float(np.max(diff)) > 1e-12 * scale:
+        at = np.unravel_index(np.argmax(diff), diff.shape)
+        nk = len(v_k.axes)
+        ik, il = "".join(f"[{a}]" for a in at[:nk]), "".join(f"[{a}]" for a in at[nk:])
+        raise error(node.pos, f"the covariance is not symmetric: Cov({v_k.name}{ik}, {v_l.name}{il}) = "
+                              f"{c_kl[at]:.6g} but Cov({v_l.name}{il}, {v_k.name}{ik}) = {back[at]:.6g}")
 
 
 def _kronecker(shape, a, b):

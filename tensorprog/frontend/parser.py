@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
+from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.indenter import DedentError, Indenter
 
@@ -31,8 +32,17 @@ class TPIndenter(Indenter):
 
 
 def grammar_text() -> str:
-    """The text of the installed grammar file."""
-    return resources.files("tensorprog.grammar").joinpath("tp.lark").read_text(encoding="utf-8")
+    """The text of the grammar file: the installed ``tensorprog.grammar``, or a checkout's ``grammar/``.
+
+    The fallback serves a source tree that shadows the installed package (``python -m pytest``
+    run in a checkout puts it first on ``sys.path``); an installed package never uses it, as
+    site-packages has no ``grammar/`` next to ``tensorprog/``.
+    """
+    try:
+        grammar = resources.files("tensorprog.grammar")
+    except ModuleNotFoundError:
+        grammar = Path(__file__).resolve().parents[2] / "grammar"
+    return grammar.joinpath("tp.lark").read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,8 +93,9 @@ def _describe_expected(expected) -> str:
     return names[0] if names else "something else"
 
 
-def _unclosed_bracket(source: Source, line: int, col: int):
-    """The innermost bracket still open at (line, col), if it was opened on an earlier line."""
+def _unclosed_bracket(source: Source, line: int, col: int, same_line=False):
+    """The innermost bracket still open at (line, col), if it was opened on an earlier line
+    (or anywhere, with ``same_line``)."""
     stack = []
     for ln, text in enumerate(source.text.splitlines()[:line], start=1):
         limit = col - 1 if ln == line else len(text)
@@ -100,9 +111,36 @@ def _unclosed_bracket(source: Source, line: int, col: int):
                 stack.append((ln, c, ch))
             elif ch in ")]" and stack:
                 stack.pop()
-    if stack and stack[-1][0] < line:
+    if stack and (same_line or stack[-1][0] < line):
         return stack[-1]
     return None
+
+
+def _code(text: str) -> str:
+    """A source line without its comment and trailing blanks."""
+    return text.split("#", 1)[0].rstrip()
+
+
+def _end_of_text(source: Source) -> tuple[int, int]:
+    """(line, column) just after the last code character of the source."""
+    lines = source.text.splitlines() or [""]
+    for ln in range(len(lines), 0, -1):
+        if _code(lines[ln - 1]).strip():
+            return ln, len(_code(lines[ln - 1])) + 1
+    return len(lines), len(lines[-1]) + 1
+
+
+def _after_colon(source: Source, line: int, col: int) -> bool:
+    """True when (line, col) starts a line that follows a block header (a line ending in ':')
+    without being indented deeper than it: the block is missing."""
+    if source.line(line)[:col - 1].strip():
+        return False
+    for ln in range(line - 1, 0, -1):
+        code = _code(source.line(ln))
+        if code.strip():
+            header_indent = len(code.expandtabs(8)) - len(code.expandtabs(8).lstrip())
+            return code.endswith(":") and col - 1 <= header_indent
+    return False
 
 
 def _syntax_message(err: UnexpectedInput, source: Source) -> tuple[SourcePos, str]:
@@ -113,35 +151,41 @@ def _syntax_message(err: UnexpectedInput, source: Source) -> tuple[SourcePos, st
         msg = f"unexpected character '{ch}'"
         if ch == "." and source.line(line)[col:col + 1].isdigit():
             msg += "; write numbers with a leading digit, e.g. 0.5"
-        elif ch == "*" and source.line(line)[col:col + 1] == "*":
-            msg += "; powers are written x^2"
         return SourcePos(source, line, col, col + 1), msg
     if isinstance(err, UnexpectedToken):
         tok = err.token
-        open_br = _unclosed_bracket(source, line, col) if tok.type != "$END" else None
+        if tok.type == "$END":
+            line, col = _end_of_text(source)
+            open_br = _unclosed_bracket(source, line, col, same_line=True)
+            if open_br:
+                ln, c, ch = open_br
+                return SourcePos(source, ln, c, c + 1), f"'{ch}' is never closed"
+            return SourcePos(source, line, col), f"unexpected end of file; expected {_describe_expected(err.expected)}"
+        open_br = _unclosed_bracket(source, line, col)
         if open_br:
             ln, c, ch = open_br
             return SourcePos(source, ln, c, c + 1), f"'{ch}' is never closed"
-        if tok.type == "$END":
-            line = source.text.count("\n") or 1
-            col = len(source.line(line)) + 1
-            return SourcePos(source, line, col), f"unexpected end of file; expected {_describe_expected(err.expected)}"
         end = (tok.end_column if tok.end_line == tok.line else None) if tok.end_column else None
         if tok.type == "_INDENT":
-            return SourcePos(source, line, col), "unexpected indentation"
+            # The Indenter borrows the newline's position; the indentation itself starts the
+            # token's last line.
+            line = tok.end_line or line
+            return SourcePos(source, line, 1, tok.end_column), "unexpected indentation"
+        if tok.type not in ("_NL", "_DEDENT") and _after_colon(source, line, col):
+            return (SourcePos(source, line, col, end),
+                    "expected an indented block after ':' (or the statement on the same line as the ':')")
         if tok.type in ("_NL", "_DEDENT"):
             # Point at the end of the offending line rather than at the next line.
             line = tok.line if tok.type == "_NL" else line
-            text = source.line(line)
-            content = text.split("#", 1)[0].rstrip()
-            col = len(content) + 1
+            col = len(_code(source.line(line))) + 1
             end = None
         msg = f"unexpected {_describe_token(tok)}; expected {_describe_expected(err.expected)}"
-        hint = _hint(tok, err.expected)
-        return SourcePos(source, line, col, end), msg + hint
+        if tok.type == "STAR" and source.line(line)[col - 2:col - 1] == "*":
+            msg += "; powers are written x^2"
+        return SourcePos(source, line, col, end), msg + _hint(tok, err.expected)
     if isinstance(err, UnexpectedEOF):
-        line = source.text.count("\n") or 1
-        return SourcePos(source, line, len(source.line(line)) + 1), "unexpected end of file"
+        line, col = _end_of_text(source)
+        return SourcePos(source, line, col), "unexpected end of file"
     return SourcePos(source, line, col), str(err).splitlines()[0]
 
 
@@ -291,26 +335,28 @@ class _ToAST(Transformer):
     def fn_decl(self, meta, c):
         return ast.FnDecl(self._p(meta), str(c[0]), tuple(str(x) for x in c[1:-1]), c[-1])
 
-    def matrix_shape(self, c):
-        return ("matrix", c[0], c[1])
+    @v_args(meta=True)
+    def matrix_shape(self, meta, c):
+        return ("matrix", self._p(meta), c[0], c[1])
 
-    def vector_shape(self, c):
-        return ("vector", c[0])
+    @v_args(meta=True)
+    def vector_shape(self, meta, c):
+        return ("vector", self._p(meta), c[0])
 
     @v_args(meta=True)
     def matrix_decl(self, meta, c):
         target, shape, dist, loops = c
         if shape is not None and shape[0] != "matrix":
-            raise _ShapeError(self._p(meta), "a matrix shape is written `: (rows, cols)`")
-        return ast.MatrixDecl(self._p(meta), target, shape[1:] if shape else None, dist, loops or ())
+            raise _ShapeError(shape[1], "a matrix shape is written `: (rows, cols)`")
+        return ast.MatrixDecl(self._p(meta), target, shape[2:] if shape else None, dist, loops or ())
 
     @v_args(meta=True)
     def vector_decl(self, meta, c):
         loops, dist, shape = c[-1], c[-2], c[-3]
         targets = tuple(c[:-3])
         if shape is not None and shape[0] != "vector":
-            raise _ShapeError(self._p(meta), "a vector's width is written `: m` (a width name)")
-        return ast.VectorDecl(self._p(meta), targets, shape[1] if shape else None, dist, loops or ())
+            raise _ShapeError(shape[1], "a vector's width is written `: m` (a width name, or n)")
+        return ast.VectorDecl(self._p(meta), targets, shape[2] if shape else None, dist, loops or ())
 
     @v_args(meta=True)
     def scalar_decl(self, meta, c):
@@ -389,8 +435,9 @@ def parse_source(source: Source) -> ast.Module:
             diags.add(SourcePos(source, err_line, 1), "unindent does not match any outer indentation level")
         except UnexpectedInput as e:
             pos, msg = _syntax_message(e, source)
-            diags.add(pos, msg)
-            err_line = pos.line
+            if not any(d.pos == pos and d.message == msg for d in diags.items):
+                diags.add(pos, msg)
+            err_line = max(pos.line, getattr(e, "line", 0) or 0)
         nxt = _next_toplevel_line(lines, max(err_line, start_line))
         if nxt is None:
             break

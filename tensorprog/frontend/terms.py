@@ -16,6 +16,7 @@ Leaves are sympy symbols standing for values defined by earlier instructions.
 """
 from __future__ import annotations
 
+import functools
 import string
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ import numpy as np
 import sympy
 
 from .. import functions as F
+from ..ir.core import WIDTH
 
 
 @dataclass
@@ -173,3 +175,24 @@ def eval_sympy_numpy(expr: sympy.Expr, env: dict):
     if fn is None:
         raise ValueError(f"cannot evaluate {name} on data")
     return fn(*args)
+
+
+@functools.lru_cache(maxsize=256)
+def width_limit(e: sympy.Expr):
+    """lim_{n -> oo} e(n) of a width-dependent number, or None when it does not exist or sympy cannot tell.
+
+    A monomial c n^k (the common case: 2/n, n^(-1/2)) is decided directly; anything else
+    goes to ``sympy.limit``.
+    """
+    if not e.has(WIDTH):
+        return e
+    c, k = e.as_coeff_exponent(WIDTH)
+    if not c.has(WIDTH) and k.is_number and c.is_number:
+        if c == 0 or k < 0:
+            return sympy.S.Zero
+        return c if k == 0 else sympy.oo * sympy.sign(c)
+    try:
+        lim = sympy.limit(e, WIDTH, sympy.oo)
+    except (NotImplementedError, ValueError, TypeError, ZeroDivisionError):
+        return None
+    return lim if lim.is_extended_real and not isinstance(lim, sympy.AccumBounds) else None

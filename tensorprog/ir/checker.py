@@ -143,14 +143,29 @@ def check_block(block):
     asym = float(np.max(np.abs(C - C.T))) if C.size else 0.0
     if asym > PSD_RTOL * scale * 10:
         i, j = np.unravel_index(np.argmax(np.abs(C - C.T)), C.shape)
-        yield f"the covariance is not symmetric (entry [{i}, {j}] = {C[i, j]:.6g} but [{j}, {i}] = {C[j, i]:.6g})"
+        a, b = _member_entry(block, i), _member_entry(block, j)
+        yield (f"the covariance is not symmetric: Cov({a}, {b}) = {C[i, j]:.6g} but "
+               f"Cov({b}, {a}) = {C[j, i]:.6g}")
         return
-    if np.any(np.diag(C) < -PSD_RTOL * scale):
-        yield "the covariance has a negative variance"
+    d = np.diag(C)
+    if np.any(d < -PSD_RTOL * scale):
+        i = int(np.argmin(d))
+        yield f"the covariance has a negative variance: Var({_member_entry(block, i)}) = {d[i]:.6g}"
         return
     lam = _min_eigenvalue(C)
     if lam < -1e-8 * scale:
         yield f"the covariance is not positive semi-definite (smallest eigenvalue {lam:.3g})"
+
+
+def _member_entry(block, flat: int) -> str:
+    """The name of row ``flat`` of ``block.joint_cov()``: a member, with its point indices if a family."""
+    for m in block.members:
+        size = int(np.prod([a.size for a in m.axes], dtype=np.int64))
+        if flat < size:
+            idx = np.unravel_index(flat, tuple(a.size for a in m.axes)) if m.axes else ()
+            return m.name + "".join(f"[{int(i)}]" for i in idx)
+        flat -= size
+    raise IndexError(flat)
 
 
 def _min_eigenvalue(C):

@@ -32,13 +32,15 @@ class Program:
         self.defining = {i.out.id: i for i in self.instructions}
 
     def _live_values(self):
+        """Ids of the values some output depends on: one backward traversal from all outputs."""
         g = _graph(self.all_instructions)
-        live = set()
-        for o in self.outputs:
-            for v in o.values:
-                if v.id not in live:
-                    live.add(v.id)
-                    live |= nx.ancestors(g, v.id)
+        stack = [v.id for o in self.outputs for v in o.values if v.id in g]
+        live = set(stack)
+        while stack:
+            for u in g.predecessors(stack.pop()):
+                if u not in live:
+                    live.add(u)
+                    stack.append(u)
         return live
 
     @cached_property
