@@ -48,6 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--format", choices=["text", "dot", "json"], default="text")
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("derive", help="derive the infinite-width limit symbolically",
+                       description="Derive the limit (Master Theorem): the random variables Z, the Zdot "
+                                   "terms of transposes, and the deterministic quantities in evaluation "
+                                   "order, each with the program variable and line it comes from.")
+    _common(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--latex", action="store_true", help="print LaTeX (an align* block)")
+    g.add_argument("--json", action="store_true", help="print the full structure as JSON")
+    p.set_defaults(func=cmd_derive)
+
+    p = sub.add_parser("simulate", help="run the program at finite widths and compare with the limit",
+                       description="Run the program literally at each width (several seeds) and compare "
+                                   "with the infinite-width limit: per width and output, the RMS deviation "
+                                   "of single-seed values from the limit (+- its uncertainty), the largest "
+                                   "|mean - limit| / SE over the entries with the mean +- SE there, and the "
+                                   "fitted exponent of the RMS deviation against width (about -1/2).")
+    _common(p)
+    p.add_argument("--widths", default="256,1024,4096", metavar="N1,N2,...",
+                   help="widths n, comma-separated (default 256,1024,4096)")
+    p.add_argument("--seeds", type=int, default=20, help="independent runs per width (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    p.add_argument("--plot", metavar="FILE", help="write a log-log plot of RMS deviation against width")
+    p.add_argument("--json", action="store_true", help="print every statistic as JSON")
+    p.set_defaults(func=cmd_simulate)
     return ap
 
 
@@ -69,6 +94,33 @@ def cmd_check(args):
 def cmd_graph(args):
     prog = load_program(args)
     print({"text": prog.to_text, "dot": prog.to_dot, "json": prog.to_json}[args.format]())
+    return 0
+
+
+def cmd_derive(args):
+    from .limit.derive import derive
+
+    limit = derive(load_program(args))
+    print(limit.latex() if args.latex else limit.to_json() if args.json else limit)
+    return 0
+
+
+def cmd_simulate(args):
+    from .errors import error
+    from .simulate import convergence
+
+    try:
+        widths = [int(w) for w in args.widths.split(",")]
+    except ValueError:
+        raise error(None, f"--widths expects comma-separated integers, got '{args.widths}'") from None
+    if min(widths) < 1 or args.seeds < 2:
+        raise error(None, "widths must be positive and --seeds at least 2 (standard errors need two runs)")
+    conv = convergence(load_program(args), widths, args.seeds, seed=args.seed, progress=True)
+    print(conv.to_json() if args.json else conv.table())
+    if args.plot:
+        from .simulate.plot import plot_convergence
+
+        plot_convergence(conv, args.plot)
     return 0
 
 

@@ -22,7 +22,7 @@ import sympy
 from sympy import S
 
 __all__ = [
-    "relu", "step", "sigmoid", "gelu", "silu", "softplus", "Phi",
+    "relu", "step", "tanh", "sigmoid", "gelu", "silu", "softplus", "Phi",
     "BUILTIN_NAMES", "builtin", "derivative", "NUMPY_IMPL",
 ]
 
@@ -33,7 +33,9 @@ class _Coordinatewise(sympy.Function):
     _latex_name = None
 
     def _eval_is_real(self):
-        return all(a.is_real for a in self.args) or None
+        # Programs are real-valued throughout; answering without inspecting the arguments keeps
+        # sympy's assumption queries (made inside diff, Mul, Add) from walking huge expressions.
+        return True
 
     def _latex(self, printer):
         args = ", ".join(printer._print(a) for a in self.args)
@@ -69,6 +71,29 @@ class relu(_Coordinatewise):
 
     def fdiff(self, argindex=1):
         return step(self.args[0])
+
+
+class tanh(_Coordinatewise):
+    """Hyperbolic tangent (our own class: sympy's asks costly questions of its argument).  tanh' = 1 - tanh^2."""
+
+    nargs = 1
+    _latex_name = r"\tanh"
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return sympy.tanh(x)
+        if x.could_extract_minus_sign():
+            return -cls(-x)
+
+    def fdiff(self, argindex=1):
+        return 1 - tanh(self.args[0]) ** 2
+
+    def _eval_evalf(self, prec):
+        return sympy.tanh(self.args[0]).evalf(prec)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return (sympy.exp(2 * x) - 1) / (sympy.exp(2 * x) + 1)
 
 
 class sigmoid(_Coordinatewise):
@@ -186,7 +211,7 @@ _BUILTINS = {
     "step": (step, 1),
     "sign": (sympy.sign, 1),
     "abs": (sympy.Abs, 1),
-    "tanh": (sympy.tanh, 1),
+    "tanh": (tanh, 1),
     "erf": (sympy.erf, 1),
     "sigmoid": (sigmoid, 1),
     "gelu": (gelu, 1),
@@ -262,6 +287,7 @@ def _np_dirac(x, *args):
 
 NUMPY_IMPL = {
     "relu": lambda x: np.maximum(x, 0.0),
+    "tanh": np.tanh,
     "step": _np_step,
     "sigmoid": _np_sigmoid,
     "Phi": _np_Phi,

@@ -60,9 +60,10 @@ def is_cheap(expr, max_ops=8):
 class ZdotTerm:
     """One term of a Zdot sum: sigma^2 Z^y * coefficient, with how the coefficient was found."""
 
-    def __init__(self, matmul, atom, y_expr, coefficient, method, scale):
+    def __init__(self, matmul, atom, y_expr, coefficient, method, scale, derivative):
         self.matmul, self.atom, self.y_expr = matmul, atom, y_expr
         self.coefficient, self.method, self.scale = coefficient, method, scale
+        self.derivative = derivative  # dZ^x / dZhat, whose expectation is the coefficient
 
     @property
     def is_zero(self):
@@ -290,7 +291,7 @@ def _matmul(d: Deriver, ins: MatMul):
         src = info.instr
         y = reindex(d.Z[src.arg.value.id], _compose(src.arg.index, a.args))
         coef, method = d.engine.derivative(x, a, ins.out.axes)
-        d.zdot.append(ZdotTerm(ins, a, y, coef, method, scale))
+        d.zdot.append(ZdotTerm(ins, a, y, coef, method, scale, sympy.diff(x, a)))
         if coef != 0:
             zdot.append(y * coef)
     d.Z[ins.out.id] = atom(*own) + scale * sympy.Add(*zdot)

@@ -39,6 +39,15 @@ def canonical(expr, axes):
     return canon, tuple(axes[INDEX.index(s)] for s in syms), syms
 
 
+def normalize(f):
+    """Expand products inside function arguments, so equal integrands written differently share one key."""
+    def fix(e):
+        if isinstance(e, sympy.Function) and not isinstance(e, sympy.core.function.AppliedUndef):
+            return e.func(*[sympy.expand_mul(a) if atoms_in(a) else a for a in e.args])
+        return e
+    return sympy.sympify(f).replace(lambda e: isinstance(e, sympy.Function), fix)
+
+
 def expand_top(f):
     """Distribute products over sums at the top level only (function arguments stay intact)."""
     return sympy.expand(f, deep=False, mul=True, multinomial=True, power_exp=False, power_base=False, log=False)
@@ -59,7 +68,7 @@ class Expectations:
         f = sympy.sympify(f)
         if not atoms_in(f):
             return f
-        g, gaxes, syms = canonical(f, axes)
+        g, gaxes, syms = canonical(normalize(f), axes)
         key = (g, gaxes)
         if key not in self._memo:
             self._memo[key] = self._expect_sum(g, gaxes)
@@ -237,6 +246,24 @@ _M = tuple(sympy.Symbol(f"M{p}", real=True) for p in range(64))
 _CLOSED_CACHE: dict = {}
 
 
+# Functions the rule table knows (with polynomials).  An integrand with any other function
+# (tanh, sigmoid, a user function, ...) can only have a closed form by symmetry, which is
+# checked directly: handing it to the table would expand it for nothing.
+_TABLE_FUNCTIONS = {"relu", "step", "sign", "Abs", "erf", "Phi", "gelu", "exp", "sin", "cos", "DiracDelta",
+                    "SafeCorr", "Zscore"}
+
+
+def _table_can_apply(F):
+    return all(type(f).__name__ in _TABLE_FUNCTIONS for f in F.atoms(sympy.Function) if not is_qref(f))
+
+
+def _odd(F, d, mean):
+    """E[F(u)] = 0 when u is centred and F(-u) = -F(u)."""
+    if any(m != 0 for m in mean):
+        return False
+    return sympy.expand(F.xreplace({U[k]: -U[k] for k in range(d)}) + F) == 0
+
+
 def closed_form(F, d, mean, cov):
     """The table's closed form of E[F(u)], u ~ N(mean, cov), or None.
 
@@ -246,6 +273,8 @@ def closed_form(F, d, mean, cov):
     """
     if d > len(U):
         return None
+    if not _table_can_apply(F):
+        return sympy.S.Zero if _odd(F, d, mean) else None
     zeros_c = tuple(tuple(bool(cov[p, q] == 0) for q in range(d)) for p in range(d))
     zeros_m = tuple(bool(m == 0) for m in mean)
     key = (F, zeros_c, zeros_m)

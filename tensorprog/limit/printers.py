@@ -41,6 +41,9 @@ class TextPrinter(StrPrinter):
     def _print_Mul(self, expr):
         return re.sub(r"(?<!\*)\*(?!\*)", "·", super()._print_Mul(expr))
 
+    def _print_Pow(self, expr, rational=False):
+        return super()._print_Pow(expr, rational).replace("**", "^")
+
     def _print_Dummy(self, expr):
         return expr.name
 

@@ -42,6 +42,8 @@ class LimitProgram:
         self.zdot = list(deriver.zdot)
         self.scalar_quantity = dict(deriver.scalar_quantity)
         self._deriver_name = deriver.name
+        self._deriver = deriver
+        self.atoms = dict(deriver.atom)  # value id -> Atom
         self.outputs = {}
         for o in self.program.outputs:
             self.outputs[o.name] = [(key, self.theta[v.id]) for key, v in o.items]
@@ -89,6 +91,20 @@ class LimitProgram:
             expr = expr.xreplace({r: self.definition(r) for r in refs})
         return expr
 
+    def atom_cov(self, a, b):
+        """Cov of two atom applications (e.g. ``Z[h](i)``, ``Ẑ[W@x](j)``) as an expression of quantities."""
+        axes = {}
+        for atom_expr in (a, b):
+            info = self._atoms_by_fn()[type(atom_expr)]
+            for arg, axis in zip(atom_expr.args, info.value.axes):
+                if arg in INDEX:
+                    axes[INDEX.index(arg)] = axis
+        ctx = tuple(axes.get(p) for p in range(max(axes) + 1)) if axes else ()
+        return self._deriver.atom_cov(a, b, ctx)
+
+    def _atoms_by_fn(self):
+        return {at.fn: at for at in self.atoms.values()}
+
     def nonzero_zdot(self):
         return [t for t in self.zdot if not t.is_zero]
 
@@ -118,7 +134,19 @@ class LimitProgram:
             cov = "[" + "; ".join(", ".join(self.text(d.cov[p, r]) for r in range(d.cov.shape[0]))
                                   for p in range(d.cov.shape[0])) + "]"
             return f"(C⁺ m)[{d.target}] with C = {cov}, m = ({ms})"
-        return self.text(d)
+        return self.text_cse(d)
+
+    def text_cse(self, expr):
+        """Text of ``expr``, with subexpressions that occur several times named τ1, τ2, ... (sympy.cse)."""
+        expr = sympy.sympify(expr)
+        if sympy.count_ops(expr) < 12:
+            return self.text(expr)
+        taus = sympy.numbered_symbols("τ", start=1)
+        subs, (reduced,) = sympy.cse(expr, symbols=taus, order="none")
+        if not subs:
+            return self.text(expr)
+        where = ", ".join(f"{t} = {self.text(v)}" for t, v in subs)
+        return f"{self.text(reduced)}   where {where}"
 
     def _meaning_text(self, q):
         m = q.meaning
