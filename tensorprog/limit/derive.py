@@ -290,8 +290,8 @@ def _matmul(d: Deriver, ins: MatMul):
             continue
         src = info.instr
         y = reindex(d.Z[src.arg.value.id], _compose(src.arg.index, a.args))
-        coef, method = d.engine.derivative(x, a, ins.out.axes)
-        d.zdot.append(ZdotTerm(ins, a, y, coef, method, scale, sympy.diff(x, a)))
+        coef, method, derivative = d.engine.derivative(x, a, ins.out.axes)
+        d.zdot.append(ZdotTerm(ins, a, y, coef, method, scale, derivative))
         if coef != 0:
             zdot.append(y * coef)
     d.Z[ins.out.id] = atom(*own) + scale * sympy.Add(*zdot)

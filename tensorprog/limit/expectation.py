@@ -181,17 +181,17 @@ class Expectations:
     # ------------------------------------------------------------------ E[dZ/dZhat]
 
     def derivative(self, f, atom, axes):
-        """E[d f / d atom]: (expression, method).  Smooth: sympy's derivative; kinks: Stein's lemma."""
+        """E[d f / d atom]: (expression, method, d f / d atom).  Smooth: sympy's derivative; kinks: Stein."""
         key = (f, atom)
         if key in self._derivative_memo:
             return self._derivative_memo[key]
         d = sympy.diff(f, atom)
         if d == 0:
-            out = (sympy.S.Zero, "derivative is 0")
+            out = (sympy.S.Zero, "derivative is 0", d)
         elif not d.has(DiracDelta) and not d.has(Derivative):
-            out = (self.expect(d, axes), "derivative (sympy)")
+            out = (self.expect(d, axes), "derivative (sympy)", d)
         else:
-            out = (self._stein(f, atom, axes), "Stein's lemma")
+            out = (self._stein(f, atom, axes), "Stein's lemma", d)
         self._derivative_memo[key] = out
         return out
 
@@ -261,7 +261,8 @@ def _odd(F, d, mean):
     """E[F(u)] = 0 when u is centred and F(-u) = -F(u)."""
     if any(m != 0 for m in mean):
         return False
-    return sympy.expand(F.xreplace({U[k]: -U[k] for k in range(d)}) + F) == 0
+    # Structural comparison only (no expand: integrands after training steps are large).
+    return (F.xreplace({U[k]: -U[k] for k in range(d)}) + F) == 0
 
 
 def closed_form(F, d, mean, cov):

@@ -15,6 +15,7 @@ index symbols (so ``E[Z^{x}(i) Z^{x}(j)]`` is one template, derived once).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 
@@ -130,12 +131,18 @@ def is_qref(expr) -> bool:
     return isinstance(expr, AppliedUndef) and type(expr) in _QUANTS
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _applied(expr) -> frozenset:
+    return frozenset(expr.atoms(AppliedUndef))
+
+
 def atoms_in(expr) -> set:
-    return {a for a in expr.atoms(AppliedUndef) if type(a) in _ATOMS}
+    """The Gaussian atoms in ``expr`` (memoised: the same large expressions are asked about often)."""
+    return {a for a in _applied(expr) if type(a) in _ATOMS}
 
 
 def qrefs_in(expr) -> set:
-    return {a for a in expr.atoms(AppliedUndef) if type(a) in _QUANTS}
+    return {a for a in _applied(expr) if type(a) in _QUANTS}
 
 
 def index_symbols_in(expr) -> list:
