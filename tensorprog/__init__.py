@@ -6,6 +6,8 @@ Public API::
     print(prog)                                          # the instruction listing
     limit = tensorprog.derive(prog)                      # the symbolic limit
     print(limit); limit.latex()
+    res = tensorprog.evaluate(limit)                     # numbers: res["K"].value, .error, .method
+    sim = tensorprog.simulate(prog, 1024, seeds=10)      # the same program at finite width
 """
 from ._version import __version__
 from .errors import TPError
@@ -25,4 +27,18 @@ def derive(program, defines=None):
     return _derive(program)
 
 
-__all__ = ["__version__", "TPError", "parse", "derive"]
+def evaluate(program, method="auto", samples=1 << 20, seed=0, threads=None, defines=None, progress=None):
+    """Numbers for the limit of a program (a LimitProgram, Program, path or text).
+
+    Returns :class:`~tensorprog.numeric.results.Results`: ``res["K"].value``, ``.error`` (error
+    estimate or standard error), ``.method``.  ``method``: auto, closed, series, quad or mc.
+    """
+    from .numeric.evaluate import evaluate as _evaluate
+
+    return _evaluate(program, method=method, samples=samples, seed=seed, threads=threads, defines=defines,
+                     progress=progress)
+
+
+from . import simulate  # noqa: E402  (the module is callable: tensorprog.simulate(program, width, seeds))
+
+__all__ = ["__version__", "TPError", "parse", "derive", "evaluate", "simulate"]

@@ -59,6 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print the full structure as JSON")
     p.set_defaults(func=cmd_derive)
 
+    p = sub.add_parser("eval", help="evaluate the infinite-width limit numerically",
+                       description="Evaluate every output of the limit, with its error estimate (or Monte "
+                                   "Carlo standard error) and the method that produced it.")
+    _common(p)
+    p.add_argument("--method", choices=["auto", "closed", "series", "quad", "mc"], default="auto",
+                   help="how to evaluate expectations without a closed form (default: auto)")
+    p.add_argument("--samples", type=int, default=1 << 20, help="Monte Carlo samples per expectation")
+    p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (results do not depend on --threads)")
+    p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--out", metavar="FILE", help="also write the results to FILE.npz or FILE.json")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("simulate", help="run the program at finite widths and compare with the limit",
                        description="Run the program literally at each width (several seeds) and compare "
                                    "with the infinite-width limit: per width and output, the RMS deviation "
@@ -121,6 +134,34 @@ def cmd_simulate(args):
         from .simulate.plot import plot_convergence
 
         plot_convergence(conv, args.plot)
+    return 0
+
+
+def cmd_eval(args):
+    import time
+
+    from .errors import error
+    from .limit.derive import derive
+    from .numeric.evaluate import evaluate
+
+    if args.samples <= 0:
+        raise error(None, "--samples must be positive")
+    if args.out and not args.out.endswith((".npz", ".json")):
+        raise error(None, "--out must name a .npz or .json file")
+    t0 = time.perf_counter()
+    program = load_program(args)
+    limit = derive(program)
+    res = evaluate(limit, method=args.method, samples=args.samples, seed=args.seed, threads=args.threads,
+                   progress=True)
+    if args.out:
+        res.save(args.out)
+    if args.json:
+        print(res.to_json())
+    else:
+        n = len(res.outputs)
+        print(f"{program.source.name}: {n} output{'s' if n != 1 else ''} "
+              f"(derived and evaluated in {time.perf_counter() - t0:.2f} s)\n")
+        print(res.format())
     return 0
 
 

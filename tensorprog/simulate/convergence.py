@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import error
-from .simulator import Progress, Simulator, simulate
+from ..progress import Progress
+from .simulator import Simulator, simulate
 
 __all__ = ["WidthPoint", "Convergence", "convergence", "fit_exponent", "resolve_limit"]
 
@@ -209,7 +210,7 @@ def convergence(program, widths, seeds, limit=None, seed=0, progress=False, memo
         sim.check_memory(w, memory_limit)
     values, errors = resolve_limit(program, limit)
     bar = progress if isinstance(progress, Progress) else Progress(
-        seeds * sum(float(w) ** 2 for w in widths), enabled=bool(progress))
+        seeds * sum(float(w) ** 2 for w in widths), enabled=bool(progress), name="simulate")
     runs = []
     try:
         for w in widths:

@@ -21,8 +21,6 @@ several threads and the values never depend on the number of threads.
 from __future__ import annotations
 
 import os
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -31,6 +29,7 @@ import sympy
 
 from ..errors import error
 from ..functions import NUMPY_IMPL
+from ..progress import Progress
 from ..ir.core import PARAMS, VEC_ARGS, WIDTH, AxisRef, InitMatrix, InitScalar, InitVector, Kind, MatMul, Moment, \
     Nonlin, ScalarFn
 
@@ -395,39 +394,6 @@ def _stderr(samples):
     return samples.std(axis=0, ddof=1) / np.sqrt(samples.shape[0])
 
 
-class Progress:
-    """A one-line text progress bar on a stream (stderr), drawn only when the stream is a
-    terminal and the work has already taken ``delay`` seconds.  Work is counted in arbitrary
-    units (``total``)."""
-
-    def __init__(self, total, stream=None, delay=2.0, enabled=True):
-        self.total = max(float(total), 1e-300)
-        self.stream = stream if stream is not None else sys.stderr
-        self.delay = delay
-        self.enabled = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.done = 0.0
-        self.start = time.perf_counter()
-        self.drawn = False
-
-    def advance(self, amount, label=""):
-        self.done += amount
-        elapsed = time.perf_counter() - self.start
-        if not self.enabled or elapsed < self.delay:
-            return
-        frac = min(self.done / self.total, 1.0)
-        eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
-        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-        self.stream.write(f"\rsimulate [{bar}] {100 * frac:5.1f}%  {label}  ETA {eta:5.0f} s ")
-        self.stream.flush()
-        self.drawn = True
-
-    def close(self):
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.drawn = False
-
-
 def _pool():
     n = _worker_count()
     return ThreadPoolExecutor(max_workers=n) if n > 1 else None
@@ -448,7 +414,7 @@ def simulate(program, width, seeds=10, seed=0, progress=False, memory_limit=None
         raise error(None, f"the seed must be a non-negative integer, got {seed}")
     sim.check_memory(width, memory_limit)
     # Progress is counted in width^2 per run (matrix generation and products dominate).
-    bar = progress if isinstance(progress, Progress) else Progress(seeds * float(width) ** 2, enabled=bool(progress))
+    bar = progress if isinstance(progress, Progress) else Progress(seeds * float(width) ** 2, enabled=bool(progress), name="simulate")
     pool = _pool()
     runs = []
     try:

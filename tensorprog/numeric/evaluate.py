@@ -1,0 +1,326 @@
+"""Evaluate a limit program: every quantity as an array over its grid, with an error estimate.
+
+The quantities of a :class:`~tensorprog.limit.program.LimitProgram` are evaluated in order:
+
+* data: the arrays of the program's covariance specifications;
+* expressions (closed forms, scalar arithmetic): pointwise over the grid -- fused into
+  generated numba kernels for large grids (``fused.py``), numpy otherwise;
+* integrals: per grid point Gaussian expectations (``integrals.py``: Hermite series,
+  quadrature split at kinks, Monte Carlo);
+* Stein coefficients: the pseudo-inverse solve C^+ E[Z f] per grid point.
+
+Errors propagate to first order through expressions, err(f) = sum_k |df/dq_k| err(q_k);
+an integral whose covariance carries an error inherits its largest relative input error.
+A NaN or an infinity stops the evaluation with the program variable and line it belongs to.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import sympy
+
+from ..errors import error
+from ..limit.symbols import INDEX, Data, Integral, SteinCoefficient, quantity_of, qrefs_in
+from . import integrals as I
+from .npfuncs import compile_numpy
+from .results import OutputResult, Results
+
+_R = tuple(sympy.Symbol(f"_r{k}", real=True) for k in range(4096))
+
+# Grids with at least this many points use generated numba kernels for expressions.
+FUSE_THRESHOLD = 50_000
+
+
+class Evaluator:
+    def __init__(self, limit, method="auto", samples=1 << 20, seed=0, backend="auto", progress=None):
+        self.limit = limit
+        self.method = method
+        self.options = {"samples": samples, "seed": seed}
+        self.backend = backend
+        self.progress = progress
+        self.values, self.errors, self.methods = {}, {}, {}
+        self.timings = {}
+
+    # ------------------------------------------------------------------ arrays
+
+    @staticmethod
+    def shape(axes):
+        return tuple(a.size for a in axes)
+
+    def gather(self, ref, grid):
+        """Value and error arrays of a quantity reference, broadcastable over ``grid`` (a shape)."""
+        q = quantity_of(ref)
+        val, err = self.values[q], self.errors[q]
+        if not ref.args:
+            return val, err
+        idx = []
+        for a in ref.args:
+            if a.is_Integer:
+                idx.append(int(a))
+            else:
+                p = INDEX.index(a)
+                view = [1] * len(grid)
+                view[p] = grid[p]
+                idx.append(np.arange(grid[p]).reshape(view))
+        idx = tuple(idx)
+        return val[idx], (err[idx] if np.ndim(err) else err)
+
+    def expr(self, expr, grid):
+        """(value, error) of an expression of quantity references, as arrays of shape ``grid``."""
+        expr = sympy.sympify(expr)
+        if expr.is_number:
+            v = complex(expr)
+            if v.imag != 0:
+                raise ValueError(f"complex value {expr}")
+            return np.full(grid, v.real), np.zeros(grid)
+        refs = sorted(qrefs_in(expr), key=sympy.default_sort_key)
+        syms = _R[:len(refs)]
+        body = expr.xreplace(dict(zip(refs, syms)))
+        extra = body.free_symbols - set(syms)
+        if extra:
+            raise ValueError(f"unexpected symbols {sorted(map(str, extra))} in {expr}")
+        pairs = [self.gather(r, grid) for r in refs]
+        args = [p[0] for p in pairs]
+        with np.errstate(all="ignore"):
+            val = np.broadcast_to(np.asarray(compile_numpy(body, syms)(*args), dtype=float), grid)
+            err = np.zeros(grid)
+            for k, (s, (_, e)) in enumerate(zip(syms, pairs)):
+                if np.any(e):
+                    d = compile_numpy(sympy.diff(body, s), syms)(*args)
+                    err = err + np.abs(d) * e
+        return np.array(val), np.broadcast_to(err, grid).copy()
+
+    # ------------------------------------------------------------------ one quantity
+
+    def quantity(self, q):
+        grid = self.shape(q.axes)
+        d = q.definition
+        if isinstance(d, Data):
+            self.values[q], self.errors[q], self.methods[q] = np.asarray(d.array, float), 0.0, "data"
+        elif isinstance(d, Integral):
+            self.values[q], self.errors[q], self.methods[q] = self.integral(d, grid)
+        elif isinstance(d, SteinCoefficient):
+            self.values[q], self.errors[q] = self.stein(d, grid)
+            self.methods[q] = "Stein"
+        else:
+            self.values[q], self.errors[q] = self.expr(d, grid)
+            self.methods[q] = "closed form" if q.kind == "moment" else "arithmetic"
+        self.check_finite(q)
+
+    def integral(self, d, grid):
+        G = int(np.prod(grid, dtype=np.int64))
+        dim = d.dim
+        mean = np.empty((G, dim))
+        cov = np.empty((G, dim, dim))
+        rel_in = np.zeros(G)
+        for p in range(dim):
+            m, me = self.expr(d.mean[p], grid)
+            mean[:, p] = m.ravel()
+            for r in range(p, dim):
+                c, ce = self.expr(d.cov[p, r], grid)
+                cov[:, p, r] = cov[:, r, p] = c.ravel()
+                with np.errstate(all="ignore"):
+                    rel_in = np.maximum(rel_in, np.nan_to_num(np.abs(ce.ravel()) / np.abs(c.ravel())))
+        refs = I.Integrand(d.integrand, d.variables).refs
+        params = np.empty((G, len(refs)))
+        for k, r in enumerate(refs):
+            v, _ = self.gather(r, grid)
+            params[:, k] = np.broadcast_to(v, grid).ravel()
+        info = {"series_ok": self._series_layout(d, grid) is not None, "points": G}
+        method = I.choose_method(d, info, self.method)
+        if method == "series":
+            val, err = self._series(d, grid)
+        else:
+            val, err = I.integrate(d, mean, cov, params, method, self.options)
+        val = val.reshape(grid)
+        err = err.reshape(grid) + np.abs(val) * rel_in.reshape(grid)
+        label = {"quad1d": "quadrature", "nested": "quadrature", "gh": "quadrature",
+                 "mc": "Monte Carlo", "series": "Hermite series"}[method]
+        return val, err, label
+
+    def _series_layout(self, d, grid):
+        """How the Hermite series applies to E[f(u0) g(u1)] (zero means, smooth, no parameters).
+
+        ("pair", f, g) when Var u0 depends only on i and Var u1 only on j (per-row coefficients,
+        all pairs in one call), with the variables swapped if it is the other way round;
+        ("point", f, g) otherwise (coefficients per grid point).  None if it does not apply.
+        """
+        if d.dim != 2 or any(m != 0 for m in d.mean):
+            return None
+        parts = I.is_separable(d.integrand, d.variables)
+        if parts is None or any(qrefs_in(p) for p in parts):
+            return None
+        f, g = parts
+        if len(grid) == 2:
+            a = {s for r in qrefs_in(d.cov[0, 0]) for s in r.args if s in INDEX}
+            b = {s for r in qrefs_in(d.cov[1, 1]) for s in r.args if s in INDEX}
+            if a <= {INDEX[0]} and b <= {INDEX[1]}:
+                return "pair", f, g, False
+            if a <= {INDEX[1]} and b <= {INDEX[0]}:
+                return "pair", f, g, True
+        return "point", f, g, False
+
+    def _series(self, d, grid):
+        from .hermite import expect_pair_numpy
+
+        layout, f, g, swap = self._series_layout(d, grid)
+        u0, u1 = d.variables
+        var0, var1 = (d.cov[1, 1], d.cov[0, 0]) if swap else (d.cov[0, 0], d.cov[1, 1])
+        f0, f1 = (g.xreplace({u1: u0}), f) if swap else (f, g.xreplace({u1: u0}))
+        phi = _vectorised(compile_numpy(f0, (u0,)))
+        psi = phi if f1 == f0 else _vectorised(compile_numpy(f1, (u0,)))
+        a = np.broadcast_to(self.expr(var0, grid)[0], grid)
+        b = np.broadcast_to(self.expr(var1, grid)[0], grid)
+        c = np.broadcast_to(self.expr(d.cov[0, 1], grid)[0], grid)
+        if layout == "pair":
+            a, b = a[:, 0].copy(), b[0, :].copy()
+            if psi is phi and np.array_equal(a, b):
+                val, err = expect_pair_numpy(phi, phi, a, a, np.ascontiguousarray(c))
+            else:
+                val, err = expect_pair_numpy(phi, psi, a, b, np.ascontiguousarray(c))
+            return val.ravel(), err.ravel()
+        # Coefficients per grid point; the series is evaluated on diagonal blocks of the pair routine.
+        a, b, c = a.ravel(), b.ravel(), c.ravel()
+        G = a.size
+        val, err = np.empty(G), np.empty(G)
+        block = 256
+        for s0 in range(0, G, block):
+            sl = slice(s0, min(G, s0 + block))
+            n = sl.stop - sl.start
+            cc = np.zeros((n, n))
+            np.fill_diagonal(cc, c[sl])
+            v, e = expect_pair_numpy(phi, psi, a[sl].copy(), b[sl].copy(), cc)
+            val[sl], err[sl] = np.diag(v), np.diag(e)
+        return val, err
+
+    def stein(self, d, grid):
+        """(C^+ m)_t per grid point: Stein's lemma E[d f / d Z_t] = sum_l (C^+)_{tl} E[Z_l f]."""
+        k = d.cov.shape[0]
+        G = int(np.prod(grid, dtype=np.int64))
+        C = np.empty((G, k, k))
+        m = np.empty((G, k))
+        me = np.zeros((G, k))
+        for p in range(k):
+            v, e = self.expr(d.moments[p], grid)
+            m[:, p], me[:, p] = v.ravel(), e.ravel()
+            for r in range(k):
+                C[:, p, r] = self.expr(d.cov[p, r], grid)[0].ravel()
+        pinv = np.linalg.pinv(C, rcond=1e-10, hermitian=True)
+        val = np.einsum("gj,gj->g", pinv[:, d.target, :], m)
+        err = np.einsum("gj,gj->g", np.abs(pinv[:, d.target, :]), me)
+        return val.reshape(grid), err.reshape(grid)
+
+    def check_finite(self, q):
+        """Stop with the program variable and line of a quantity that is NaN or infinite."""
+        v = np.asarray(self.values[q])
+        if np.all(np.isfinite(v)):
+            return
+        bad = tuple(int(x) for x in np.argwhere(~np.isfinite(v))[0]) if v.ndim else ()
+        name, pos = q.origin or (q.label, None)
+        where = f" at {bad}" if bad else ""
+        raise error(pos, f"the limit of {name} is not finite{where}: {self.limit.names.get(q, q.label)} = "
+                         f"{v[bad] if bad else v}")
+
+    # ------------------------------------------------------------------ the whole program
+
+    def run(self):
+        from .fused import FusedPlan
+
+        t0 = time.perf_counter()
+        plan = FusedPlan(self) if self.backend != "numpy" else None
+        for q in self.limit.quantities:
+            if q in self.values:
+                continue
+            if plan is not None and plan.handles(q):
+                plan.run_group_of(q)
+                continue
+            self.quantity(q)
+        self.timings["quantities"] = time.perf_counter() - t0
+        return self.outputs()
+
+    def outputs(self):
+        res = {}
+        for o in self.limit.program.outputs:
+            grid = self.shape(o.family_axes)
+            shape = o.array_shape
+            value = np.empty(shape)
+            err = np.empty(shape)
+            methods = set()
+            for (key, v), (_, expr) in zip(o.items, self.limit.outputs[o.name]):
+                val, e = self.expr(expr, grid)
+                if not np.all(np.isfinite(val)):
+                    raise error(o.pos, f"the output {o.name}{list(key) if key else ''} is not finite")
+                sl = []
+                perm = []
+                for kind, k in o.layout:
+                    if kind == "u":
+                        sl.append(key[k] - o.offsets[k])
+                    else:
+                        sl.append(slice(None))
+                        perm.append(k)
+                value[tuple(sl)] = np.transpose(val, perm) if perm else val
+                err[tuple(sl)] = np.transpose(e, perm) if perm else e
+                methods |= self.methods_behind(expr)
+            res[o.name] = OutputResult(o.name, value, err, _method_label(methods), o)
+        return Results(res, self)
+
+    def methods_behind(self, expr, seen=None):
+        """The numeric methods of every quantity an expression depends on."""
+        seen = set() if seen is None else seen
+        out = set()
+        for r in qrefs_in(sympy.sympify(expr)):
+            q = quantity_of(r)
+            if q in seen:
+                continue
+            seen.add(q)
+            out.add(self.methods.get(q, "?"))
+            d = q.definition
+            if isinstance(d, sympy.Basic):
+                out |= self.methods_behind(d, seen)
+            elif isinstance(d, Integral):
+                for m in list(d.mean) + list(d.cov):
+                    out |= self.methods_behind(m, seen)
+            elif isinstance(d, SteinCoefficient):
+                for m in list(d.moments) + list(d.cov):
+                    out |= self.methods_behind(m, seen)
+        return out
+
+
+def _vectorised(fn):
+    """A numpy function of one array that also returns a full array when the expression is constant."""
+    return lambda x: np.broadcast_to(np.asarray(fn(x), dtype=float), np.shape(x))
+
+
+_METHOD_ORDER = ["Monte Carlo", "quadrature", "Hermite series", "Stein", "closed form"]
+
+
+def _method_label(methods):
+    found = [m for m in _METHOD_ORDER if m in methods]
+    return " + ".join(found) if found else "closed form"
+
+
+def evaluate(target, method="auto", samples=1 << 20, seed=0, threads=None, defines=None, backend="auto",
+             progress=None):
+    """Evaluate the infinite-width limit of a program.
+
+    ``target``: a LimitProgram, a Program, a path or program text.  ``method``: auto, closed,
+    series, quad or mc.  Returns :class:`~tensorprog.numeric.results.Results`.
+    """
+    from ..limit.program import LimitProgram
+
+    if threads is not None:
+        import numba
+
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    if not isinstance(target, LimitProgram):
+        import tensorprog
+
+        target = tensorprog.derive(target, defines=defines)
+    if method not in ("auto", "closed", "series", "quad", "mc"):
+        raise error(None, f"unknown method '{method}' (use auto, closed, series, quad or mc)")
+    t0 = time.perf_counter()
+    results = Evaluator(target, method, samples, seed, backend, progress).run()
+    results.timings["total"] = time.perf_counter() - t0
+    return results
+

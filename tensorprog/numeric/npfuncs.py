@@ -1,0 +1,48 @@
+"""Vectorised numpy evaluation of limit expressions (the reference path of the numeric backend).
+
+``compile_numpy(expr, symbols)`` returns a function of numpy arrays (one per symbol) that
+evaluates ``expr`` elementwise with broadcasting.  It is built with ``sympy.lambdify`` from
+expressions *tensorprog* constructed (never from user text), with our functions mapped to
+numpy/scipy implementations that are safe at degenerate covariances.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import sympy
+from scipy import special as sps
+
+from .. import functions as F
+
+
+def _safe_corr(c, a, b):
+    c, a, b = np.broadcast_arrays(np.asarray(c, float), np.asarray(a, float), np.asarray(b, float))
+    ab = a * b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.clip(c / np.sqrt(np.where(ab > 0, ab, 1.0)), -1.0, 1.0)
+    return np.where(ab > 0, r, 0.0)
+
+
+def _zscore(m, s):
+    m, s = np.broadcast_arrays(np.asarray(m, float), np.asarray(s, float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = m / np.sqrt(np.where(s > 0, s, 1.0))
+    return np.where(s > 0, z, np.where(m == 0, 0.0, np.sign(m) * np.inf))
+
+
+def _dirac(*args):
+    raise ValueError("a Dirac delta cannot be evaluated pointwise")
+
+
+MODULE = {
+    **F.NUMPY_IMPL,
+    "erf": sps.erf, "erfc": sps.erfc, "SafeCorr": _safe_corr, "Zscore": _zscore, "DiracDelta": _dirac,
+    "acos": np.arccos, "asin": np.arcsin, "atan": np.arctan,
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_numpy(expr, symbols):
+    """A numpy function of ``symbols`` (a tuple) computing ``expr``."""
+    return sympy.lambdify(symbols, expr, modules=[MODULE, "numpy"], cse=True)
