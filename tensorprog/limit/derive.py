@@ -134,6 +134,8 @@ class Deriver:
         """
         expr = sympy.sympify(expr)
         axes = ins.out.axes
+        if expr.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) or (expr.is_number and expr.is_real is False):
+            raise LimitError(f"the limit is not a finite real number: {expr}")
         if expr.is_number:
             self.theta[ins.out.id] = expr
         if ins.out.name.startswith("%") and is_cheap(expr):

@@ -140,24 +140,20 @@ class Expectations:
             return forms[key][0]
 
         def visit(e):
-            if is_atom(e):
-                return var(e, (sympy.S.Zero, {e: sympy.S.One}))
             if not atoms_in(e):
                 return e
-            if e.is_Add or e.is_Mul:
-                return e.func(*[visit(a) for a in e.args])
-            if e.is_Pow and e.exp.is_Integer and e.exp >= 0:
-                return sympy.Pow(visit(e.base), e.exp)
-            args = (e.base,) if e.is_Pow else e.args
-            parts = _linear(args[0]) if len(args) == 1 else None
-            if parts is None:
-                raise _NotAffine()
-            v = var(args[0], parts)
-            return sympy.Pow(v, e.exp) if e.is_Pow else e.func(v)
+            # An affine combination of atoms (an atom, c * atom, a sum) is one Gaussian variable;
+            # a non-affine expression is rebuilt from its visited parts, so e.g. exp(-(a + b)^2)
+            # is exp(-u^2) over the single variable u = a + b.
+            parts = _linear(e)
+            if parts is not None:
+                return var(e, parts)
+            return e.func(*[visit(a) for a in e.args])
 
-        try:
-            F = visit(f)
-        except _NotAffine:
+        F = visit(f)
+        if len(forms) > len(atoms):
+            # More forms than atoms (e.g. a + b/6 and b in one integrand): the atoms themselves
+            # are the smaller set of variables.
             forms = {a: (U[k], (sympy.S.Zero, {a: sympy.S.One})) for k, a in enumerate(atoms)}
             F = f.xreplace({a: v for a, (v, _) in forms.items()})
         variables = [v for v, _ in forms.values()]
@@ -205,10 +201,6 @@ class Expectations:
         cov = sympy.Matrix(len(same), len(same), lambda p, q: self.owner.atom_cov(same[p], same[q], axes))
         coef = SteinCoefficient(same.index(atom), cov, tuple(moments))
         return self.owner.stein_quantity(coef, axes, ("d", f, atom))
-
-
-class _NotAffine(Exception):
-    pass
 
 
 def _linear(expr):

@@ -45,7 +45,9 @@ def reindex(expr, terms):
 _ATOMS: dict = {}   # function class -> Atom
 _QUANTS: dict = {}  # function class -> Quantity
 # Process-wide counters: sympy identifies undefined functions by name, so names must never repeat,
-# also across several derivations alive at once.
+# also across several derivations alive at once.  Zero-padded, so that sympy's canonical order of
+# terms follows creation order: the same structure (a layer of a deep network, or the same program
+# derived in another process) then prints -- and generates code -- identically.
 _UIDS = itertools.count()
 
 
@@ -101,7 +103,7 @@ class Quantity:
 
 
 def new_atom(value, group, label, instr=None) -> Atom:
-    fn = sympy.Function(f"Z{next(_UIDS)}", real=True)
+    fn = sympy.Function(f"Z{next(_UIDS):09d}", real=True)
     a = Atom(value, group, label, instr, fn)
     _ATOMS[fn] = a
     return a
@@ -109,7 +111,7 @@ def new_atom(value, group, label, instr=None) -> Atom:
 
 def new_quantity(label, axes, definition, kind, **kw) -> Quantity:
     uid = next(_UIDS)
-    fn = sympy.Function(f"Q{uid}", real=True)
+    fn = sympy.Function(f"Q{uid:09d}", real=True)
     q = Quantity(uid, label, tuple(axes), definition, kind, fn=fn, **kw)
     _QUANTS[fn] = q
     return q

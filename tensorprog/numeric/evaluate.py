@@ -94,6 +94,14 @@ class Evaluator:
     # ------------------------------------------------------------------ one quantity
 
     def quantity(self, q):
+        """Evaluate one quantity; any numerical failure is reported at the program line it comes from."""
+        try:
+            self._quantity(q)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
+            name, pos = q.origin or (q.label, None)
+            raise error(pos, f"cannot evaluate the limit of {name} ({self.limit.names.get(q, q.label)}): {e}") from None
+
+    def _quantity(self, q):
         grid = self.shape(q.axes)
         d = q.definition
         if isinstance(d, Data):
@@ -214,7 +222,9 @@ class Evaluator:
     def check_finite(self, q):
         """Stop with the program variable and line of a quantity that is NaN or infinite."""
         v = np.asarray(self.values[q])
-        if np.all(np.isfinite(v)):
+        # One reduction pass: a sum is finite only if every entry is (barring overflow of a sum of
+        # huge finite values, which the exact check below then clears).
+        if np.isfinite(np.add.reduce(v, axis=None)) or np.all(np.isfinite(v)):
             return
         bad = tuple(int(x) for x in np.argwhere(~np.isfinite(v))[0]) if v.ndim else ()
         name, pos = q.origin or (q.label, None)
@@ -225,19 +235,81 @@ class Evaluator:
     # ------------------------------------------------------------------ the whole program
 
     def run(self):
-        from .fused import FusedPlan
+        """Evaluate every quantity (fused groups through generated kernels), then the outputs."""
+        from . import fused
 
         t0 = time.perf_counter()
-        plan = FusedPlan(self) if self.backend != "numpy" else None
-        for q in self.limit.quantities:
-            if q in self.values:
-                continue
-            if plan is not None and plan.handles(q):
-                plan.run_group_of(q)
-                continue
-            self.quantity(q)
+        self.check_memory()
+        min_points = fused.FUSE_MIN_POINTS if self.backend == "auto" else (0 if self.backend == "numba" else None)
+        if min_points is None:
+            steps = list(self.limit.quantities)
+        else:
+            steps, group_of = fused.plan(self.limit, min_points)
+            needed = fused.needed_outside(self.limit, group_of)
+            uncertain = fused.uncertain_quantities(self.limit.quantities)
+        bar = self._progress(len(steps))
+        pool = _BufferPool()
+        last_use = self._last_uses(steps, fused)
+        for n, step in enumerate(steps):
+            if isinstance(step, fused.Group):
+                kernel = fused.FusedKernel(step, needed, uncertain, self.limit.names)
+                for q, (val, err) in kernel.run(self.values, self.errors, alloc=pool.take).items():
+                    self.values[q], self.errors[q] = val, err
+                for q in step.members:
+                    self.methods[q] = "closed form" if q.kind == "moment" else "arithmetic"
+                    if q in self.values:
+                        self.check_finite(q)
+                label = f"{len(step.members)} fused quantities"
+            else:
+                self.quantity(step)
+                label = self.limit.names.get(step, step.label)
+            for q in last_use.get(n, ()):
+                pool.give(self.values.pop(q, None))
+                pool.give(self.errors.pop(q, None))
+            if bar is not None:
+                bar.advance(1, label)
+        if bar is not None:
+            bar.close()
         self.timings["quantities"] = time.perf_counter() - t0
         return self.outputs()
+
+    def check_memory(self, limit=None):
+        """Refuse before allocating when every quantity's arrays (values, and errors where they are
+        uncertain) plus the integration workspace would not fit in the available memory."""
+        from ..memory import require
+        from .fused import uncertain_quantities
+
+        uncertain = uncertain_quantities(self.limit.quantities)
+        total = 0
+        for q in self.limit.quantities:
+            size = int(np.prod([a.size for a in q.axes], dtype=np.int64))
+            total += 8 * size * (2 if q in uncertain else 1)
+            if isinstance(q.definition, Integral):
+                total += 8 * size * (q.definition.dim + 1) ** 2
+        total += 8 * 8 * I.MAX_NODES_PER_CHUNK
+        require(total, f"evaluating the limit of {self.limit.program.source.name}", limit)
+
+    def _last_uses(self, steps, fused):
+        """step index -> quantities no later step or output reads (their arrays can be reused)."""
+        where = {}
+        for n, step in enumerate(steps):
+            for q in (step.members if isinstance(step, fused.Group) else [step]):
+                for p in fused._deps(q):
+                    where[p] = n
+        keep = {quantity_of(r) for items in self.limit.outputs.values() for _, e in items
+                for r in qrefs_in(sympy.sympify(e))}
+        out = {}
+        for q, n in where.items():
+            if q not in keep:
+                out.setdefault(n, []).append(q)
+        return out
+
+    def _progress(self, total):
+        if not self.progress:
+            return None
+        from ..progress import Progress
+
+        return self.progress if hasattr(self.progress, "advance") else Progress(total, name="eval")
 
     def outputs(self):
         res = {}
@@ -248,8 +320,8 @@ class Evaluator:
             err = np.empty(shape)
             methods = set()
             for (key, v), (_, expr) in zip(o.items, self.limit.outputs[o.name]):
-                val, e = self.expr(expr, grid)
-                if not np.all(np.isfinite(val)):
+                val, e = self.output_item(expr, grid)
+                if not np.isfinite(np.add.reduce(np.asarray(val), axis=None)) and not np.all(np.isfinite(val)):
                     raise error(o.pos, f"the output {o.name}{list(key) if key else ''} is not finite")
                 sl = []
                 perm = []
@@ -259,11 +331,23 @@ class Evaluator:
                     else:
                         sl.append(slice(None))
                         perm.append(k)
+                if len(o.items) == 1 and perm == sorted(perm):
+                    value, err = np.asarray(val).reshape(shape), np.asarray(e).reshape(shape)
+                    methods |= self.methods_behind(expr)
+                    continue
                 value[tuple(sl)] = np.transpose(val, perm) if perm else val
                 err[tuple(sl)] = np.transpose(e, perm) if perm else e
                 methods |= self.methods_behind(expr)
             res[o.name] = OutputResult(o.name, value, err, _method_label(methods), o)
         return Results(res, self)
+
+    def output_item(self, expr, grid):
+        """(value, error) of an output entry; a plain quantity reference is used without a copy."""
+        q = quantity_of(expr)
+        if q is not None and tuple(expr.args) == tuple(INDEX[:len(grid)]) and q in self.values:
+            err = self.errors[q]
+            return self.values[q], (err if np.ndim(err) else np.broadcast_to(float(err), grid))
+        return self.expr(expr, grid)
 
     def methods_behind(self, expr, seen=None):
         """The numeric methods of every quantity an expression depends on."""
@@ -285,6 +369,25 @@ class Evaluator:
                 for m in list(d.moments) + list(d.cov):
                     out |= self.methods_behind(m, seen)
         return out
+
+
+class _BufferPool:
+    """Recycles large float64 arrays: writing into fresh memory costs a page fault per 4 KiB,
+    which for N x N kernels is as expensive as the arithmetic."""
+
+    MIN_SIZE = 1 << 16
+
+    def __init__(self):
+        self.free = {}
+
+    def take(self, shape):
+        stack = self.free.get(tuple(shape))
+        return stack.pop() if stack else np.empty(shape)
+
+    def give(self, arr):
+        if isinstance(arr, np.ndarray) and arr.size >= self.MIN_SIZE and arr.flags.owndata \
+                and arr.flags.c_contiguous and arr.dtype == np.float64:
+            self.free.setdefault(arr.shape, []).append(arr)
 
 
 def _vectorised(fn):

@@ -21,11 +21,14 @@ import math
 import numpy as np
 import sympy
 
-from ..limit.symbols import qrefs_in
+from ..limit.symbols import is_qref, qrefs_in
 from . import quadrature as Q
 from .npfuncs import compile_numpy
 
 NONSMOOTH = {"relu", "step", "sign", "Abs", "Max", "Min", "Heaviside", "DiracDelta"}
+# The quadratures split at the zero of every function's (affine) argument, not only at kinks:
+# that is where a steep smooth function (tanh of a large variance) turns, and Gauss-Legendre
+# nodes cluster at the ends of each piece.
 _P = tuple(sympy.Symbol(f"_p{k}", real=True) for k in range(512))
 
 # Orders (low, high) of each rule; the high one is the value, the difference the error.
@@ -35,6 +38,9 @@ SERIES_MIN_POINTS = 64
 # The 1-D rule splits [-12, 12] into pieces no wider than this (in standard units), besides the kinks,
 # so that the Gaussian factor is resolved by each piece's Gauss-Legendre rule.
 PIECE = 1.5
+# Around every breakpoint the pieces are graded (edges at these distances), so that a function that
+# turns steeply there (tanh of a variance of 10^4 turns over 0.01 standard units) is resolved.
+GRADING = (1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.6)
 MAX_NODES_PER_CHUNK = 4_000_000
 
 
@@ -44,6 +50,11 @@ class IntegrationError(ValueError):
 
 def nonsmooth_apps(F):
     return [f for f in F.atoms(sympy.Function) if type(f).__name__ in NONSMOOTH]
+
+
+def breakpoint_apps(F):
+    """Function applications whose argument's zero is a breakpoint of the quadrature."""
+    return [f for f in F.atoms(sympy.Function) if not is_qref(f)]
 
 
 def linear_in(expr, variables):
@@ -138,10 +149,10 @@ def _quad1d(integral, mean, cov, params, options):
     m = mean[:, 0]
     s = np.sqrt(np.maximum(cov[:, 0, 0], 0.0))
     kinks = []
-    for f in nonsmooth_apps(integral.integrand):
+    for f in breakpoint_apps(integral.integrand):
         for arg in f.args:
             lin = linear_in(arg, integral.variables)
-            if lin is None:
+            if lin is None or all(c == 0 for c in lin[0]):
                 continue
             a = np.broadcast_to(_as_param_array(lin[0][0], F, params), (G,))
             b = np.broadcast_to(_as_param_array(lin[1], F, params), (G,))
@@ -153,9 +164,10 @@ def _quad1d(integral, mean, cov, params, options):
     for q in ORDERS["quad1d"]:
         x, w = Q.gauss_legendre(q)
         val = np.empty(G)
-        for sl in _chunks(G, q * (len(kinks) + len(fixed))):
+        for sl in _chunks(G, q * (len(kinks) * (2 * len(GRADING) + 1) + len(fixed))):
             n = sl.stop - sl.start
-            brk = [np.clip(k[sl], -Q.ZMAX, Q.ZMAX) for k in kinks]
+            brk = [np.clip(k[sl] + d, -Q.ZMAX, Q.ZMAX) for k in kinks for d in (0.0,) + GRADING
+                   + tuple(-g for g in GRADING)]
             pts = np.sort(np.stack([np.full(n, f) for f in fixed] + brk, axis=1), axis=1)
             total = np.zeros(sl.stop - sl.start)
             for p in range(pts.shape[1] - 1):
@@ -198,8 +210,10 @@ def _pieces(breaks, q):
     x, w = Q.gauss_legendre(q)
     fixed = np.arange(-Q.ZMAX, Q.ZMAX + 1e-9, PIECE)
     shape = breaks.shape[:-1]
+    offsets = np.array((0.0,) + GRADING + tuple(-g for g in GRADING))
+    graded = (breaks[..., :, None] + offsets).reshape(shape + (-1,))
     pts = np.concatenate([np.broadcast_to(fixed, shape + fixed.shape),
-                          np.clip(breaks, -Q.ZMAX, Q.ZMAX)], axis=-1)
+                          np.clip(graded, -Q.ZMAX, Q.ZMAX)], axis=-1)
     pts = np.sort(pts, axis=-1)
     a, b = pts[..., :-1, None], pts[..., 1:, None]
     half = 0.5 * (b - a)
@@ -220,16 +234,16 @@ def _nested2d(integral, mean, cov, params, options):
         beta = np.where(a > 0, c / np.where(a > 0, a, 1.0), 0.0)
     s1 = np.sqrt(np.maximum(b - beta * c, 0.0))
     kinks = []  # (alpha0, alpha1, const) arrays of affine kink lines
-    for f in nonsmooth_apps(integral.integrand):
+    for f in breakpoint_apps(integral.integrand):
         for arg in f.args:
             lin = linear_in(arg, integral.variables)
-            if lin is not None:
+            if lin is not None and any(c != 0 for c in lin[0]):
                 kinks.append(tuple(np.broadcast_to(_as_param_array(e, F, params), (G,))
                                    for e in (lin[0][0], lin[0][1], lin[1])))
     results = []
     for q in ORDERS["nested"]:
         val = np.empty(G)
-        for sl in _chunks(G, (q * 20) ** 2):
+        for sl in _chunks(G, (q * (17 + 13 * len(kinks))) ** 2):
             n = sl.stop - sl.start
             m0, m1 = mean[sl, 0], mean[sl, 1]
             outer = [np.where((k[1][sl] == 0) & (k[0][sl] * s0[sl] != 0),

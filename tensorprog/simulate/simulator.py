@@ -29,6 +29,7 @@ import sympy
 
 from ..errors import error
 from ..functions import NUMPY_IMPL
+from ..memory import available_memory
 from ..progress import Progress
 from ..ir.core import PARAMS, VEC_ARGS, WIDTH, AxisRef, InitMatrix, InitScalar, InitVector, Kind, MatMul, Moment, \
     Nonlin, ScalarFn
@@ -43,18 +44,6 @@ MATRIX_BLOCK_ENTRIES = 1 << 20
 #: Temporaries of a coordinatewise evaluation counted by the memory estimate (numpy creates one
 #: array per operation of the expression).
 _TEMPORARIES = 4
-
-
-def available_memory() -> int | None:
-    """MemAvailable of /proc/meminfo in bytes (None where that file does not exist)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def _worker_count() -> int:

@@ -1,0 +1,265 @@
+"""tensorprog.evaluate against independent truths written here (issue 4).
+
+NNGP and NTK of MLPs (relu, erf, tanh, gelu; biases; depth up to 5) at identical, antipodal and
+zero-norm inputs, against the layer recursion written out with closed forms (1e-10) or with an
+independent nested Gauss-Legendre integration (1e-8); the muP one-step example against an
+independent 3-d Gauss-Hermite quadrature of its limit formula.
+"""
+import math
+
+import numpy as np
+import pytest
+from numpy.polynomial.hermite_e import hermegauss
+from scipy.special import erf as sp_erf, ndtr
+
+import tensorprog
+
+# identical (0, 1), antipodal (0, 2), zero norm (3), generic (4)
+X = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.6, 0.8, 0.0]])
+
+
+def program(phi, L, sw2, sb2, points=X):
+    rows = ", ".join("[" + ", ".join(repr(float(v)) for v in r) + "]" for r in points)
+    return f"""
+const L = {L}, sw2 = {sw2}, sb2 = {sb2}
+data X = [{rows}]
+matrix W[l] ~ N(0, sw2/n) for l in 2..L
+vector b[l] ~ N(0, sb2) for l in 2..L
+vector g[1][i] ~ N(0, sw2 * dot(X[i], X[i']) / dim(X) + sb2)
+vector v ~ N(0, sw2)
+for l in 2..L: g[l][i] = W[l] @ {phi}(g[l-1][i]) + b[l]
+dg[L][i] = v * {phi}'(g[L][i])
+for l in reversed(1..L-1): dg[l][i] = {phi}'(g[l][i]) * (W[l+1].T @ dg[l+1][i])
+out NNGP[i, j] = sw2 * mean({phi}(g[L][i]) * {phi}(g[L][j])) + sb2
+out NTK[i, j] = (sw2 * mean({phi}(g[L][i]) * {phi}(g[L][j])) + sb2
+                 + sum(mean(dg[l][i] * dg[l][j]) * (sw2 * mean({phi}(g[l-1][i]) * {phi}(g[l-1][j])) + sb2)
+                       for l in 2..L)
+                 + mean(dg[1][i] * dg[1][j]) * (sw2 * dot(X[i], X[j]) / dim(X) + sb2))
+"""
+
+
+# ------------------------------------------------------------------ closed forms (THEORY.md section 5)
+
+def _rho(a, b, c):
+    return 0.0 if a * b <= 0 else min(1.0, max(-1.0, c / math.sqrt(a * b)))
+
+
+def relu_relu(a, b, c):
+    t = math.acos(_rho(a, b, c))
+    return math.sqrt(a * b) / (2 * math.pi) * (math.sin(t) + (math.pi - t) * math.cos(t))
+
+
+def step_step(a, b, c):
+    """(pi - theta) / (2 pi); with step(0) = 1/2 this is also right at zero variance (rho = 0)."""
+    return (math.pi - math.acos(_rho(a, b, c))) / (2 * math.pi)
+
+
+def erf_erf(a, b, c):
+    return 2 / math.pi * math.asin(2 * c / math.sqrt((1 + 2 * a) * (1 + 2 * b)))
+
+
+def erfp_erfp(a, b, c):
+    return 4 / math.pi / math.sqrt((1 + 2 * a) * (1 + 2 * b) - 4 * c * c)
+
+
+def gelu_gelu(a, b, c):
+    D = (1 + a) * (1 + b) - c * c
+    return (c / 4 + c / (2 * math.pi) * math.asin(c / math.sqrt((1 + a) * (1 + b)))
+            + (a * b + c * c * (1 / (1 + a) + 1 / (1 + b) - 1)) / (2 * math.pi * math.sqrt(D)))
+
+
+# ------------------------------------------------------------------ independent 2-d integration
+
+GRADING = np.array([0.0, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5, 1.0, 2.0, 3.5, 5.0, 7.0, 9.5, 12.5])
+XL, WL = np.polynomial.legendre.leggauss(20)
+
+
+def graded_rule(center):
+    """Gauss-Legendre on pieces of [-12.5, 12.5] graded towards ``center`` (where a steep function
+    turns), including the N(0, 1) density: (nodes, weights)."""
+    edges = np.unique(np.clip(np.concatenate([center - GRADING, center + GRADING, [-12.5, 12.5]]), -12.5, 12.5))
+    a, b = edges[:-1, None], edges[1:, None]
+    z = (0.5 * (b - a) * (XL + 1) + a).ravel()
+    w = (0.5 * (b - a) * WL).ravel()
+    return z, w * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+
+
+def integrate2(f, g, a, b, c):
+    """E[f(u) g(v)], (u, v) ~ N(0, [[a, c], [c, b]]), nested: u = sqrt(a) z, then v given u,
+    v = (c/a) u + s z' with s^2 = b - c^2/a; each level graded towards the zero of its argument."""
+    z, wz = graded_rule(0.0)
+    if a <= 0:
+        return float(f(np.zeros(1))[0] * np.sum(wz * g(math.sqrt(max(b, 0)) * z)))
+    s = math.sqrt(max(b - c * c / a, 0.0))
+    total = 0.0
+    for zi, wi in zip(z, wz):
+        u = math.sqrt(a) * zi
+        m = (c / a) * u
+        if s == 0:
+            total += wi * f(np.array([u]))[0] * g(np.array([m]))[0]
+            continue
+        z2, w2 = graded_rule(-m / s)
+        total += wi * f(np.array([u]))[0] * np.sum(w2 * g(m + s * z2))
+    return float(total)
+
+
+tanh = np.tanh
+
+
+def dtanh(x):
+    return 1 - np.tanh(x) ** 2
+
+
+def gelu(x):
+    return x * ndtr(x)
+
+
+def dgelu(x):
+    return ndtr(x) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+
+KERNELS = {
+    "relu": (relu_relu, step_step),
+    "erf": (erf_erf, erfp_erfp),
+    "tanh": (lambda a, b, c: integrate2(tanh, tanh, a, b, c), lambda a, b, c: integrate2(dtanh, dtanh, a, b, c)),
+    "gelu": (gelu_gelu, lambda a, b, c: integrate2(dgelu, dgelu, a, b, c)),
+}
+
+
+def hand_nngp_ntk(phi, L, sw2, sb2):
+    """Sigma^1 = sw2 <x, x'>/d + sb2; Sigma^{l+1} = sw2 E[phi phi](Sigma^l) + sb2;
+    P^L = sw2 E[phi' phi'](Sigma^L), P^l = sw2 P^{l+1} E[phi' phi'](Sigma^l);
+    NTK = Sigma^{L+1} + sum_{l=1}^{L} P^l Sigma^l."""
+    k, kd = KERNELS[phi]
+    n = len(X)
+
+    def apply(f, S):
+        return np.array([[f(S[p, p], S[q, q], S[p, q]) for q in range(n)] for p in range(n)])
+
+    S = [None, sw2 * X @ X.T / X.shape[1] + sb2]
+    for _ in range(L):
+        S.append(sw2 * apply(k, S[-1]) + sb2)
+    P = {L: sw2 * apply(kd, S[L])}
+    for l in range(L - 1, 0, -1):
+        P[l] = sw2 * P[l + 1] * apply(kd, S[l])
+    ntk = S[L + 1] + sum(P[l] * S[l] for l in range(1, L + 1))
+    return S[L + 1], ntk
+
+
+CASES = [("relu", 3, 2.0, 0.1), ("relu", 5, 2.0, 0.0), ("erf", 4, 1.5, 0.2), ("erf", 2, 3.0, 0.0),
+         ("tanh", 3, 1.5, 0.1), ("tanh", 5, 2.0, 0.0), ("gelu", 3, 2.0, 0.05)]
+
+
+@pytest.mark.parametrize("phi,L,sw2,sb2", CASES)
+def test_mlp_nngp_and_ntk_against_hand_recursion(phi, L, sw2, sb2):
+    res = tensorprog.evaluate(program(phi, L, sw2, sb2))
+    nngp, ntk = hand_nngp_ntk(phi, L, sw2, sb2)
+    closed = phi in ("relu", "erf")
+    tol = 1e-10 if closed else 1e-8
+    for name, truth in (("NNGP", nngp), ("NTK", ntk)):
+        out = res[name]
+        np.testing.assert_allclose(out.value, truth, rtol=tol, atol=tol, err_msg=name)
+        if closed:
+            assert out.method == "closed form" and np.all(out.error == 0)
+        else:
+            assert np.all(out.error < 1e-6)
+            assert np.all(np.abs(out.value - truth) <= out.error + 1e-12)  # the estimate bounds the error
+
+
+def test_relu_large_variance_sigma_w_16():
+    """sigma_w = 16 (sw2 = 256): entries grow like 128^L; relative accuracy stays at rounding level."""
+    res = tensorprog.evaluate(program("relu", 4, 256.0, 0.0))
+    nngp, ntk = hand_nngp_ntk("relu", 4, 256.0, 0.0)
+    np.testing.assert_allclose(res["NNGP"].value, nngp, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(res["NTK"].value, ntk, rtol=1e-12, atol=0)
+
+
+def test_tanh_large_variance_is_finite_and_accurate():
+    res = tensorprog.evaluate(program("tanh", 2, 256.0, 0.0))
+    nngp, _ = hand_nngp_ntk("tanh", 2, 256.0, 0.0)
+    np.testing.assert_allclose(res["NNGP"].value, nngp, rtol=1e-7, atol=1e-7)
+
+
+# ------------------------------------------------------------------ muP one step
+
+def mup_hand(deg=70, zdot=True):
+    """f1 of examples/mup_one_step.tp, from THEORY.md section 4 (eta = y0 = 1: chi = -1).
+
+    h1' = h1_1 + c tanh'(h1_0) Zb with Zb ~ N(0, E[tanh'(h2)^2]), Var h2 = E[tanh(h1_0)^2];
+    Z^{W x1'} = Zhat + D v tanh'(h2) with the Zdot coefficient D = c E[tanh'(h1') tanh'(h1_0)];
+    h2' = Z^{W x1'} + theta v tanh'(h2), theta = E[x1 x1']; f1 = E[v tanh(h2')] + E[tanh(h2) tanh(h2')].
+    """
+    X2 = np.array([[1, 0.5, -0.5], [0.2, 1, 0.4]])
+    C = X2 @ X2.T / 3
+    c = C[0, 1]
+    x, w = hermegauss(deg)
+    w = w / math.sqrt(2 * math.pi)
+    var_h2 = np.sum(w * np.tanh(math.sqrt(C[0, 0]) * x) ** 2)
+    var_zb = np.sum(w * dtanh(math.sqrt(var_h2) * x) ** 2)
+    g0, g1, g2 = np.meshgrid(x, x, x, indexing="ij")
+    w3 = np.einsum("i,j,k->ijk", w, w, w)
+    L = np.linalg.cholesky(C)
+    h10 = L[0, 0] * g0
+    h11 = L[1, 0] * g0 + L[1, 1] * g1
+    h1p = h11 + c * dtanh(h10) * math.sqrt(var_zb) * g2
+    theta = np.sum(w3 * np.tanh(h10) * np.tanh(h1p))
+    D = c * np.sum(w3 * dtanh(h1p) * dtanh(h10)) if zdot else 0.0
+    M = np.linalg.cholesky(np.array([[var_h2, theta], [theta, np.sum(w3 * np.tanh(h1p) ** 2)]]))
+    zh2, zhat = M[0, 0] * g0, M[1, 0] * g0 + M[1, 1] * g1
+    h2p = zhat + (D + theta) * g2 * dtanh(zh2)
+    return float(np.sum(w3 * g2 * np.tanh(h2p)) + np.sum(w3 * np.tanh(zh2) * np.tanh(h2p)))
+
+
+def test_mup_one_step_against_independent_quadrature():
+    truth = mup_hand()
+    assert abs(truth - mup_hand(50)) < 1e-10  # the truth is converged
+    res = tensorprog.evaluate("examples/mup_one_step.tp")
+    f1 = res["f1"]
+    assert abs(float(f1.value) - truth) <= max(float(f1.error), 1e-9)
+    assert float(f1.error) < 1e-5
+    # Without the Zdot term (gradient independence after the step) the value is far off.
+    wrong = mup_hand(zdot=False)
+    assert abs(wrong - truth) > 1e4 * float(f1.error)
+    assert float(res["f0"].value) == 0.0
+
+
+# ------------------------------------------------------------------ errors and memory
+
+@pytest.mark.parametrize("src,line", [
+    # symbolically: log(1 - 2) = i pi, found by the limit pass
+    ("vector x ~ N(0, 1)\ns = mean(x * x)\nout y = log(s - 2)\n", 3),
+    # numerically: a family whose first member gives log(1 - 2)
+    ("data X = [[1, 0], [0, 3]]\nvector x[i] ~ N(0, dot(X[i], X[i']))\nout y[i] = log(mean(x[i] * x[i]) - 2)\n", 3),
+])
+def test_nan_stops_with_the_variable_and_line(src, line):
+    with pytest.raises(tensorprog.TPError) as e:
+        tensorprog.evaluate(src)
+    msg = e.value.report()
+    assert f"<string>:{line}:" in msg and "finite" in msg and "limit of y" in msg
+
+
+def test_memory_is_estimated_before_allocating():
+    from tensorprog.numeric.evaluate import Evaluator
+
+    limit = tensorprog.derive(program("relu", 2, 2.0, 0.1))
+    with pytest.raises(tensorprog.TPError, match="needs about .* of memory"):
+        Evaluator(limit).check_memory(limit=1000)
+
+
+def test_results_save_npz_and_json(tmp_path):
+    res = tensorprog.evaluate("examples/mlp_nngp.tp")
+    res.save(tmp_path / "r.npz")
+    data = np.load(tmp_path / "r.npz")
+    np.testing.assert_array_equal(data["K"], res["K"].value)
+    res.save(tmp_path / "r.json")
+    import json
+
+    loaded = json.loads((tmp_path / "r.json").read_text())
+    assert np.allclose(loaded["outputs"]["K"]["value"], res["K"].value)
+
+
+def test_erf_helper_matches_scipy():
+    # guard on the test's own closed form against scipy (the truths above rely on it)
+    a, b, c = 0.7, 1.3, 0.4
+    num = integrate2(sp_erf, sp_erf, a, b, c)
+    assert abs(num - erf_erf(a, b, c)) < 1e-12
