@@ -49,13 +49,28 @@ class Evaluator:
         return tuple(a.size for a in axes)
 
     def gather(self, ref, grid):
-        """Value and error arrays of a quantity reference, broadcastable over ``grid`` (a shape)."""
+        """Value and error arrays of a quantity reference, broadcastable over ``grid`` (a shape).
+
+        Distinct index symbols give a view (axes permuted, length-1 axes inserted); repeated
+        symbols or fixed members use fancy indexing (a diagonal, a row).
+        """
         q = quantity_of(ref)
         val, err = self.values[q], self.errors[q]
         if not ref.args:
             return val, err
+        args = ref.args
+        if all(a in INDEX for a in args) and len(set(args)) == len(args):
+            pos = [INDEX.index(a) for a in args]
+            order = sorted(range(len(pos)), key=lambda k: pos[k])
+            shape = [1] * len(grid)
+            for k in order:
+                shape[pos[k]] = grid[pos[k]]
+
+            def view(a):
+                return np.transpose(a, order).reshape(shape) if np.ndim(a) else a
+            return view(val), view(err)
         idx = []
-        for a in ref.args:
+        for a in args:
             if a.is_Integer:
                 idx.append(int(a))
             else:
@@ -66,14 +81,18 @@ class Evaluator:
         idx = tuple(idx)
         return val[idx], (err[idx] if np.ndim(err) else err)
 
-    def expr(self, expr, grid):
-        """(value, error) of an expression of quantity references, as arrays of shape ``grid``."""
+    def expr(self, expr, grid, full=True):
+        """(value, error) of an expression of quantity references over ``grid``.
+
+        ``full``: arrays of exactly that shape; otherwise arrays broadcastable to it (no copies),
+        and the error may be the scalar 0.0.
+        """
         expr = sympy.sympify(expr)
         if expr.is_number:
             v = complex(expr)
             if v.imag != 0:
                 raise ValueError(f"complex value {expr}")
-            return np.full(grid, v.real), np.zeros(grid)
+            return (np.full(grid, v.real), np.zeros(grid)) if full else (np.float64(v.real), 0.0)
         refs = sorted(qrefs_in(expr), key=sympy.default_sort_key)
         syms = _R[:len(refs)]
         body = expr.xreplace(dict(zip(refs, syms)))
@@ -83,13 +102,16 @@ class Evaluator:
         pairs = [self.gather(r, grid) for r in refs]
         args = [p[0] for p in pairs]
         with np.errstate(all="ignore"):
-            val = np.broadcast_to(np.asarray(compile_numpy(body, syms)(*args), dtype=float), grid)
-            err = np.zeros(grid)
-            for k, (s, (_, e)) in enumerate(zip(syms, pairs)):
-                if np.any(e):
-                    d = compile_numpy(sympy.diff(body, s), syms)(*args)
-                    err = err + np.abs(d) * e
-        return np.array(val), np.broadcast_to(err, grid).copy()
+            val = np.asarray(compile_numpy(body, syms)(*args), dtype=float)
+            err = 0.0
+            for s_, (_, e) in zip(syms, pairs):
+                if np.ndim(e) or e:
+                    if np.any(e):
+                        d = compile_numpy(sympy.diff(body, s_), syms)(*args)
+                        err = err + np.abs(d) * e
+        if full:
+            return np.array(np.broadcast_to(val, grid)), np.array(np.broadcast_to(err, grid))
+        return val, err
 
     # ------------------------------------------------------------------ one quantity
 
@@ -117,35 +139,44 @@ class Evaluator:
         self.check_finite(q)
 
     def integral(self, d, grid):
+        """(value, error, method) of a Gaussian integral at every grid point.
+
+        The error adds, to the integration error, the integral's largest relative input error
+        (from covariances that are themselves estimates) times its value.
+        """
+        G = int(np.prod(grid, dtype=np.int64))
+        info = {"series_ok": self._series_layout(d, grid) is not None, "points": G}
+        method = I.choose_method(d, info, self.method)
+        if method == "series":
+            val, err, rel_in = self._series(d, grid)
+        else:
+            mean, cov, rel_in = self._gaussian(d, grid)
+            refs = I.Integrand(d.integrand, d.variables).refs
+            params = np.empty((G, len(refs)))
+            for k, r in enumerate(refs):
+                params[:, k] = np.broadcast_to(self.gather(r, grid)[0], grid).ravel()
+            val, err = I.integrate(d, mean, cov, params, method, self.options)
+        val = val.reshape(grid)
+        err = err.reshape(grid) + np.abs(val) * np.broadcast_to(rel_in, grid)
+        label = {"quad1d": "quadrature", "nested": "quadrature", "gh": "quadrature",
+                 "mc": "Monte Carlo", "series": "Hermite series"}[method]
+        return val, err, label
+
+    def _gaussian(self, d, grid):
+        """Means (G, d), covariances (G, d, d) and the largest relative input error (broadcastable)."""
         G = int(np.prod(grid, dtype=np.int64))
         dim = d.dim
         mean = np.empty((G, dim))
         cov = np.empty((G, dim, dim))
-        rel_in = np.zeros(G)
+        rel_in = 0.0
         for p in range(dim):
-            m, me = self.expr(d.mean[p], grid)
-            mean[:, p] = m.ravel()
+            m, _ = self.expr(d.mean[p], grid, full=False)
+            mean[:, p] = np.broadcast_to(m, grid).ravel()
             for r in range(p, dim):
-                c, ce = self.expr(d.cov[p, r], grid)
-                cov[:, p, r] = cov[:, r, p] = c.ravel()
-                with np.errstate(all="ignore"):
-                    rel_in = np.maximum(rel_in, np.nan_to_num(np.abs(ce.ravel()) / np.abs(c.ravel())))
-        refs = I.Integrand(d.integrand, d.variables).refs
-        params = np.empty((G, len(refs)))
-        for k, r in enumerate(refs):
-            v, _ = self.gather(r, grid)
-            params[:, k] = np.broadcast_to(v, grid).ravel()
-        info = {"series_ok": self._series_layout(d, grid) is not None, "points": G}
-        method = I.choose_method(d, info, self.method)
-        if method == "series":
-            val, err = self._series(d, grid)
-        else:
-            val, err = I.integrate(d, mean, cov, params, method, self.options)
-        val = val.reshape(grid)
-        err = err.reshape(grid) + np.abs(val) * rel_in.reshape(grid)
-        label = {"quad1d": "quadrature", "nested": "quadrature", "gh": "quadrature",
-                 "mc": "Monte Carlo", "series": "Hermite series"}[method]
-        return val, err, label
+                c, ce = self.expr(d.cov[p, r], grid, full=False)
+                cov[:, p, r] = cov[:, r, p] = np.broadcast_to(c, grid).ravel()
+                rel_in = np.maximum(rel_in, _relative(c, ce))
+        return mean, cov, np.broadcast_to(rel_in, grid).ravel()
 
     def _series_layout(self, d, grid):
         """How the Hermite series applies to E[f(u0) g(u1)] (zero means, smooth, no parameters).
@@ -170,6 +201,7 @@ class Evaluator:
         return "point", f, g, False
 
     def _series(self, d, grid):
+        """The Hermite series (``hermite.py``): per-row coefficients for pair grids, per point otherwise."""
         from .hermite import expect_pair_numpy
 
         layout, f, g, swap = self._series_layout(d, grid)
@@ -178,18 +210,19 @@ class Evaluator:
         f0, f1 = (g.xreplace({u1: u0}), f) if swap else (f, g.xreplace({u1: u0}))
         phi = _vectorised(compile_numpy(f0, (u0,)))
         psi = phi if f1 == f0 else _vectorised(compile_numpy(f1, (u0,)))
-        a = np.broadcast_to(self.expr(var0, grid)[0], grid)
-        b = np.broadcast_to(self.expr(var1, grid)[0], grid)
-        c = np.broadcast_to(self.expr(d.cov[0, 1], grid)[0], grid)
+        a, ae = self.expr(var0, grid, full=False)
+        b, be = self.expr(var1, grid, full=False)
+        c, ce = self.expr(d.cov[0, 1], grid, full=False)
+        rel_in = np.maximum(np.maximum(_relative(a, ae), _relative(b, be)), _relative(c, ce))
         if layout == "pair":
-            a, b = a[:, 0].copy(), b[0, :].copy()
-            if psi is phi and np.array_equal(a, b):
-                val, err = expect_pair_numpy(phi, phi, a, a, np.ascontiguousarray(c))
-            else:
-                val, err = expect_pair_numpy(phi, psi, a, b, np.ascontiguousarray(c))
-            return val.ravel(), err.ravel()
+            a = np.broadcast_to(a, (grid[0], 1))[:, 0].copy()
+            b = np.broadcast_to(b, (1, grid[1]))[0, :].copy()
+            c = np.ascontiguousarray(np.broadcast_to(c, grid))
+            val, err = expect_pair_numpy(phi, psi if not (psi is phi and np.array_equal(a, b)) else phi,
+                                         a, a if (psi is phi and np.array_equal(a, b)) else b, c)
+            return val.ravel(), err.ravel(), rel_in
         # Coefficients per grid point; the series is evaluated on diagonal blocks of the pair routine.
-        a, b, c = a.ravel(), b.ravel(), c.ravel()
+        a, b, c = (np.broadcast_to(x, grid).ravel() for x in (a, b, c))
         G = a.size
         val, err = np.empty(G), np.empty(G)
         block = 256
@@ -200,7 +233,7 @@ class Evaluator:
             np.fill_diagonal(cc, c[sl])
             v, e = expect_pair_numpy(phi, psi, a[sl].copy(), b[sl].copy(), cc)
             val[sl], err[sl] = np.diag(v), np.diag(e)
-        return val, err
+        return val, err, rel_in
 
     def stein(self, d, grid):
         """(C^+ m)_t per grid point: Stein's lemma E[d f / d Z_t] = sum_l (C^+)_{tl} E[Z_l f]."""
@@ -255,6 +288,7 @@ class Evaluator:
                 kernel = fused.FusedKernel(step, needed, uncertain, self.limit.names)
                 for q, (val, err) in kernel.run(self.values, self.errors, alloc=pool.take).items():
                     self.values[q], self.errors[q] = val, err
+                    pool.own(val, err)
                 for q in step.members:
                     self.methods[q] = "closed form" if q.kind == "moment" else "arithmetic"
                     if q in self.values:
@@ -371,6 +405,14 @@ class Evaluator:
         return out
 
 
+def _relative(value, error):
+    """The inputs' relative error as one number: max |error| / max |value| over the grid."""
+    if not (np.ndim(error) or error):
+        return 0.0
+    scale = float(np.max(np.abs(value)))
+    return float(np.max(np.abs(error))) / scale if scale > 0 else 0.0
+
+
 class _BufferPool:
     """Recycles large float64 arrays: writing into fresh memory costs a page fault per 4 KiB,
     which for N x N kernels is as expensive as the arithmetic."""
@@ -379,14 +421,19 @@ class _BufferPool:
 
     def __init__(self):
         self.free = {}
+        self.owned = set()  # ids of arrays the pool handed out: only those come back (never data)
 
     def take(self, shape):
         stack = self.free.get(tuple(shape))
-        return stack.pop() if stack else np.empty(shape)
+        arr = stack.pop() if stack else np.empty(shape)
+        return arr
+
+    def own(self, *arrays):
+        self.owned.update(id(a) for a in arrays if isinstance(a, np.ndarray))
 
     def give(self, arr):
-        if isinstance(arr, np.ndarray) and arr.size >= self.MIN_SIZE and arr.flags.owndata \
-                and arr.flags.c_contiguous and arr.dtype == np.float64:
+        if isinstance(arr, np.ndarray) and id(arr) in self.owned and arr.size >= self.MIN_SIZE:
+            self.owned.discard(id(arr))
             self.free.setdefault(arr.shape, []).append(arr)
 
 
