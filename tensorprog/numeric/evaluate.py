@@ -163,7 +163,7 @@ class Evaluator:
         return val, err, label
 
     def _gaussian(self, d, grid):
-        """Means (G, d), covariances (G, d, d) and the largest relative input error (broadcastable)."""
+        """Means (G, d), covariances (G, d, d) and the inputs' relative error (a number)."""
         G = int(np.prod(grid, dtype=np.int64))
         dim = d.dim
         mean = np.empty((G, dim))
@@ -176,7 +176,7 @@ class Evaluator:
                 c, ce = self.expr(d.cov[p, r], grid, full=False)
                 cov[:, p, r] = cov[:, r, p] = np.broadcast_to(c, grid).ravel()
                 rel_in = np.maximum(rel_in, _relative(c, ce))
-        return mean, cov, np.broadcast_to(rel_in, grid).ravel()
+        return mean, cov, rel_in
 
     def _series_layout(self, d, grid):
         """How the Hermite series applies to E[f(u0) g(u1)] (zero means, smooth, no parameters).
