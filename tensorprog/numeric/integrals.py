@@ -279,14 +279,16 @@ def _gauss_hermite(integral, mean, cov, params, options):
 
 def _monte_carlo(integral, mean, cov, params, options):
     from . import montecarlo
-    from .codegen import NumbaPrinter
+    from .codegen import HELPERS, NumbaPrinter
 
     F = Integrand(integral.integrand, integral.variables)
     names = {v: f"z{k}" for k, v in enumerate(integral.variables)}
     names.update({_P[k]: f"p{k}" for k in range(len(F.refs))})
     src = NumbaPrinter(names).doprint(F.F)
     L = _cholesky(cov)
+    prelude = ("import math\nfrom numba import njit\nfrom tensorprog.numeric import special as _sp\n"
+               "_JIT = dict(cache=True, error_model='numpy', fastmath={'contract'})\n" + HELPERS)
     mean_, se = montecarlo.mc_expectation([src], L, mean, params if params.shape[1] else None,
                                           n_samples=int(options.get("samples", 1 << 20)),
-                                          seed=int(options.get("seed", 0)))
+                                          seed=int(options.get("seed", 0)), prelude=prelude)
     return mean_[:, 0], se[:, 0]
