@@ -263,3 +263,35 @@ def test_erf_helper_matches_scipy():
     a, b, c = 0.7, 1.3, 0.4
     num = integrate2(sp_erf, sp_erf, a, b, c)
     assert abs(num - erf_erf(a, b, c)) < 1e-12
+
+
+# ------------------------------------------------------------------ Monte Carlo
+
+MC_SOURCE = """
+vector x, y, z ~ N([0, 0.5, 0], [[1, 0.3, 0], [0.3, 1, -0.2], [0, -0.2, 0.5]])
+out m = mean(tanh(x + y) * tanh(y) * sin(x - y + z))
+"""
+
+
+def test_monte_carlo_within_four_standard_errors_of_quadrature():
+    quad = tensorprog.evaluate(MC_SOURCE, method="quad")["m"]
+    assert quad.method == "quadrature" and float(quad.error) < 1e-7
+    for seed in (0, 1):
+        mc = tensorprog.evaluate(MC_SOURCE, method="mc", samples=1 << 18, seed=seed)["m"]
+        assert mc.method == "Monte Carlo" and 0 < float(mc.error) < 5e-3
+        assert abs(float(mc.value) - float(quad.value)) < 4 * float(mc.error)
+
+
+def test_monte_carlo_is_identical_with_one_and_two_threads(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "p.tp").write_text(MC_SOURCE)
+    code = ("import sys, tensorprog; r = tensorprog.evaluate(sys.argv[1], method='mc', samples=1 << 16, seed=7)"
+            "['m']; print(repr(float(r.value)), repr(float(r.error)))")
+    outs = []
+    for threads in ("1", "2"):
+        env = dict(__import__("os").environ, NUMBA_NUM_THREADS=threads)
+        outs.append(subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.tp")], env=env,
+                                   capture_output=True, text=True, check=True).stdout)
+    assert outs[0] == outs[1]

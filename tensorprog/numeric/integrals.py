@@ -5,9 +5,9 @@ Method per integral (automatic, overridable with ``method=``):
 =============  ===========================================================================
 ``series``     d = 2, F = f(u0) g(u1) smooth, on large grids: the Hermite (dual-activation)
                series with per-row coefficients (``hermite.py``)
-``quad``       d = 1: Gauss-Legendre on pieces of [-12, 12] split at the kinks; d = 2: the same
-               rule nested (u0, then u1 given u0), split at the kinks of every affine argument
-               at both levels; smooth d = 3, 4: tensor Gauss-Hermite
+``quad``       d = 1: Gauss-Legendre on pieces of [-12, 12] split at the kinks; d = 2 (and d = 3 on
+               small grids): the same rule nested over the Cholesky coordinates, split at every
+               affine argument's zero; otherwise smooth d = 3, 4: tensor Gauss-Hermite
 ``mc``         otherwise (kinked d >= 3, d >= 5): Monte Carlo with a counter-based random
                stream (``montecarlo.py``) and a standard error
 =============  ===========================================================================
@@ -32,7 +32,11 @@ NONSMOOTH = {"relu", "step", "sign", "Abs", "Max", "Min", "Heaviside", "DiracDel
 _P = tuple(sympy.Symbol(f"_p{k}", real=True) for k in range(512))
 
 # Orders (low, high) of each rule; the high one is the value, the difference the error.
-ORDERS = {"quad1d": (12, 20), "nested": (8, 14), "gh": {3: (14, 20), 4: (10, 14)}}
+ORDERS = {"quad1d": (12, 20), "nested": {2: (8, 14), 3: (8, 12)}, "gh": {3: (14, 20), 4: (10, 14)}}
+# Nested rules in 3 dimensions use a shorter range (the mass beyond 9 standard units is 2e-19)
+# with wider pieces: (10 pieces x q)^3 nodes per grid point.
+ZMAX_ND, PIECE_ND = 9.0, 1.8
+NESTED_3D_MAX_POINTS = 64
 # Grids at least this large use the Hermite series for separable smooth 2-D integrals.
 SERIES_MIN_POINTS = 64
 # The 1-D rule splits [-12, 12] into pieces no wider than this (in standard units), besides the kinks,
@@ -114,7 +118,7 @@ def choose_method(integral, grid_info, requested="auto"):
     if d == 2 and series and (requested == "series" or
                               (requested == "auto" and grid_info.get("points", 0) >= SERIES_MIN_POINTS)):
         return "series"
-    if d == 2:
+    if d == 2 or (d == 3 and grid_info.get("points", 0) <= NESTED_3D_MAX_POINTS):
         return "nested"
     if smooth and d <= 4:
         return "gh"
@@ -126,7 +130,7 @@ def choose_method(integral, grid_info, requested="auto"):
 
 def integrate(integral, mean, cov, params, method, options):
     """E[F] at G grid points: mean (G, d), cov (G, d, d), params (G, P). Returns (value, error) of shape (G,)."""
-    fn = {"quad1d": _quad1d, "nested": _nested2d, "gh": _gauss_hermite, "mc": _monte_carlo}[method]
+    fn = {"quad1d": _quad1d, "nested": _nested, "gh": _gauss_hermite, "mc": _monte_carlo}[method]
     return fn(integral, mean, cov, params, options)
 
 
@@ -204,16 +208,16 @@ def _apply_nodes(F, mean, L, params, nodes, weights):
     return out
 
 
-def _pieces(breaks, q):
-    """Gauss-Legendre nodes/weights (with the N(0,1) density) on [-12, 12] split at the fixed points
-    and at ``breaks`` (an array (..., K)); returns arrays of shape (..., P q)."""
+def _pieces(breaks, q, zmax=Q.ZMAX, piece=PIECE):
+    """Gauss-Legendre nodes/weights (with the N(0,1) density) on [-zmax, zmax] split at the fixed
+    points and at ``breaks`` (an array (..., K)), graded around each; arrays of shape (..., P q)."""
     x, w = Q.gauss_legendre(q)
-    fixed = np.arange(-Q.ZMAX, Q.ZMAX + 1e-9, PIECE)
+    fixed = np.arange(-zmax, zmax + 1e-9, piece)
     shape = breaks.shape[:-1]
     offsets = np.array((0.0,) + GRADING + tuple(-g for g in GRADING))
     graded = (breaks[..., :, None] + offsets).reshape(shape + (-1,))
     pts = np.concatenate([np.broadcast_to(fixed, shape + fixed.shape),
-                          np.clip(graded, -Q.ZMAX, Q.ZMAX)], axis=-1)
+                          np.clip(graded, -zmax, zmax)], axis=-1)
     pts = np.sort(pts, axis=-1)
     a, b = pts[..., :-1, None], pts[..., 1:, None]
     half = 0.5 * (b - a)
@@ -222,46 +226,51 @@ def _pieces(breaks, q):
     return z.reshape(shape + (-1,)), wz.reshape(shape + (-1,))
 
 
-def _nested2d(integral, mean, cov, params, options):
-    """E F(u0, u1) = E_{u0}[ E[F | u0] ]: piecewise Gauss-Legendre in u0, then in u1 given u0,
-    u1 | u0 ~ N(m1 + c/a (u0 - m0), b - c^2/a), each level split at the kinks of every affine argument.
+def _nested(integral, mean, cov, params, options):
+    """E F(m + L z), z ~ N(0, I_d), L the Cholesky factor: piecewise Gauss-Legendre in z_1, then in
+    z_2 given z_1, ... (L lower triangular: u_k depends on z_1..z_k only).
+
+    Each affine argument gamma_0 + sum_k gamma_k z_k of a function is split exactly (with graded
+    pieces around it) at the level of its last variable: z_j* = -(gamma_0 + sum_{k<j} gamma_k z_k)
+    / gamma_j.  So kinked functions of affine arguments are integrated piecewise-smoothly and steep
+    smooth ones (tanh of a large variance) are resolved where they turn.
     """
     F = Integrand(integral.integrand, integral.variables)
-    G = mean.shape[0]
-    a, b, c = cov[:, 0, 0], cov[:, 1, 1], cov[:, 0, 1]
-    s0 = np.sqrt(np.maximum(a, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        beta = np.where(a > 0, c / np.where(a > 0, a, 1.0), 0.0)
-    s1 = np.sqrt(np.maximum(b - beta * c, 0.0))
-    kinks = []  # (alpha0, alpha1, const) arrays of affine kink lines
+    G, d = mean.shape
+    L = _cholesky(cov)
+    lines = []  # (gamma_0 (G,), gamma (G, d)) of every affine argument
     for f in breakpoint_apps(integral.integrand):
         for arg in f.args:
             lin = linear_in(arg, integral.variables)
-            if lin is not None and any(c != 0 for c in lin[0]):
-                kinks.append(tuple(np.broadcast_to(_as_param_array(e, F, params), (G,))
-                                   for e in (lin[0][0], lin[0][1], lin[1])))
+            if lin is None or all(c == 0 for c in lin[0]):
+                continue
+            alpha = np.stack([np.broadcast_to(_as_param_array(c, F, params), (G,)) for c in lin[0]], axis=1)
+            beta = np.broadcast_to(_as_param_array(lin[1], F, params), (G,))
+            lines.append((np.einsum("gk,gk->g", alpha, mean) + beta, np.einsum("gjk,gj->gk", L, alpha)))
+    last = [max([k for k in range(d) if np.any(gm[:, k] != 0)], default=-1) for _, gm in lines]
     results = []
-    for q in ORDERS["nested"]:
+    for q in ORDERS["nested"][d]:
         val = np.empty(G)
-        for sl in _chunks(G, (q * (17 + 13 * len(kinks))) ** 2):
-            n = sl.stop - sl.start
-            m0, m1 = mean[sl, 0], mean[sl, 1]
-            outer = [np.where((k[1][sl] == 0) & (k[0][sl] * s0[sl] != 0),
-                              -(k[0][sl] * m0 + k[2][sl]) / np.where(k[0][sl] * s0[sl] != 0, k[0][sl] * s0[sl], 1.0),
-                              np.inf) for k in kinks]
-            z0, w0 = _pieces(np.stack(outer, -1) if outer else np.full((n, 0), np.inf), q)
-            u0 = m0[:, None] + s0[sl, None] * z0                       # (n, Q0)
-            mu1 = m1[:, None] + beta[sl, None] * (u0 - m0[:, None])    # (n, Q0)
-            inner = []
-            for k0, k1, kc in kinks:
-                den = k1[sl, None] * s1[sl, None]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    inner.append(np.where(den != 0, -(k0[sl, None] * u0 + kc[sl, None] + k1[sl, None] * mu1)
-                                          / np.where(den != 0, den, 1.0), np.inf))
-            z1, w1 = _pieces(np.stack(inner, -1) if inner else np.full(u0.shape + (0,), np.inf), q)
-            u1 = mu1[..., None] + s1[sl, None, None] * z1               # (n, Q0, Q1)
-            f = F([np.broadcast_to(u0[..., None], u1.shape), u1], [pp[sl, None, None] for pp in params.T])
-            val[sl] = np.einsum("gq,gqr,gqr->g", w0, w1, f)
+        per_point = (q * (12 + 13 * len(lines))) ** d
+        for sl in _chunks(G, per_point):
+            z = np.zeros((sl.stop - sl.start, 1, 0))   # nodes so far: (n, Q, level)
+            w = np.ones((sl.stop - sl.start, 1))
+            for k in range(d):
+                breaks = []
+                for (g0, gm), j in zip(lines, last):
+                    if j != k:
+                        continue
+                    num = g0[sl, None] + np.einsum("gqk,gk->gq", z, gm[sl, :k])
+                    den = gm[sl, None, k]
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        breaks.append(np.where(den != 0, -num / np.where(den != 0, den, 1.0), np.inf))
+                bk = np.stack(breaks, -1) if breaks else np.full(z.shape[:2] + (0,), np.inf)
+                zk, wk = _pieces(bk, q, ZMAX_ND, PIECE_ND)                    # (n, Q, P)
+                z = np.concatenate([np.repeat(z, zk.shape[-1], axis=1), zk.reshape(zk.shape[0], -1, 1)], axis=2)
+                w = (w[..., None] * wk).reshape(w.shape[0], -1)
+            u = mean[sl, None, :] + np.einsum("gij,gqj->gqi", L[sl], z)
+            f = F([u[..., i] for i in range(d)], [pp[sl, None] for pp in params.T])
+            val[sl] = np.sum(w * f, axis=1)
         results.append(val)
     return results[-1], np.abs(results[-1] - results[0])
 
