@@ -36,7 +36,7 @@ WIDTH = sympy.Symbol("n", positive=True)
 
 
 
-class _Formals:
+class Formals:
     """Formal argument symbols ``x0, x1, ...`` (or ``p0, ...``), created on demand, indexable and sliceable."""
 
     def __init__(self, prefix):
@@ -59,8 +59,8 @@ class _Formals:
         return None
 
 
-VEC_ARGS = _Formals("x")
-PARAMS = _Formals("p")
+VEC_ARGS = Formals("x")
+PARAMS = Formals("p")
 
 
 class Kind(str, enum.Enum):

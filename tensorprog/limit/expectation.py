@@ -24,6 +24,7 @@ import sympy
 from sympy import DiracDelta, Derivative
 
 from . import closed_forms
+from ..ir.core import Formals
 from .symbols import (INDEX, Integral, SteinCoefficient, atom_of, atoms_in, index_symbols_in, is_atom, is_qref,
                       reindex)
 
@@ -231,10 +232,17 @@ def _linear(expr):
     return None
 
 
-# Canonical names of the projected Gaussian variables (fixed, so that equal shapes share cache keys).
-U = tuple(sympy.Symbol(f"u{k}", real=True) for k in range(64))
-_S = [[sympy.Symbol(f"S{p}_{q}", real=True) for q in range(64)] for p in range(64)]
-_M = tuple(sympy.Symbol(f"M{p}", real=True) for p in range(64))
+# Canonical names of the projected Gaussian variables (fixed, so that equal shapes share cache keys),
+# and the placeholders of the closed-form cache; created on demand.
+U = Formals("u")
+_S = {}
+_M = Formals("M")
+
+
+def _s(p, q):
+    if (p, q) not in _S:
+        _S[(p, q)] = sympy.Symbol(f"S{p}_{q}", real=True)
+    return _S[(p, q)]
 _CLOSED_CACHE: dict = {}
 
 
@@ -264,7 +272,7 @@ def closed_form(F, d, mean, cov):
     (keeping which entries are zero), so the same integrand at every layer of a deep
     network asks the rule table once.
     """
-    if d > len(U):
+    if d > 16:
         return None
     if not _table_can_apply(F):
         return sympy.S.Zero if _odd(F, d, mean) else None
@@ -272,13 +280,13 @@ def closed_form(F, d, mean, cov):
     zeros_m = tuple(bool(m == 0) for m in mean)
     key = (F, zeros_c, zeros_m)
     if key not in _CLOSED_CACHE:
-        C = sympy.Matrix(d, d, lambda p, q: 0 if zeros_c[p][q] else _S[min(p, q)][max(p, q)])
+        C = sympy.Matrix(d, d, lambda p, q: 0 if zeros_c[p][q] else _s(min(p, q), max(p, q)))
         m = tuple(0 if zeros_m[p] else _M[p] for p in range(d))
         _CLOSED_CACHE[key] = closed_forms.gaussian_expectation(F, tuple(U[:d]), C, m)
     tmpl = _CLOSED_CACHE[key]
     if tmpl is None:
         return None
-    sub = {_S[p][q]: cov[p, q] for p in range(d) for q in range(p, d)}
+    sub = {_s(p, q): cov[p, q] for p in range(d) for q in range(p, d)}
     sub.update({_M[p]: mean[p] for p in range(d)})
     return sympy.sympify(tmpl).xreplace(sub)
 

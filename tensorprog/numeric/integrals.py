@@ -36,7 +36,13 @@ ORDERS = {"quad1d": (12, 20), "nested": {2: (8, 14), 3: (8, 12)}, "gh": {3: (14,
 # Nested rules in 3 dimensions use a shorter range (the mass beyond 9 standard units is 2e-19)
 # with wider pieces: (10 pieces x q)^3 nodes per grid point.
 ZMAX_ND, PIECE_ND = 9.0, 1.8
+# A nested rule is used while its node count per grid point stays below this (else tensor
+# Gauss-Hermite for smooth integrands, Monte Carlo otherwise).
+NESTED_MAX_NODES = 10_000_000
 NESTED_3D_MAX_POINTS = 64
+# Monte Carlo evaluates the integrand with numpy (no compilation) below this many grid points x
+# samples; above, a generated numba kernel.
+MC_NUMPY_MAX_WORK = 50_000_000
 # Grids at least this large use the Hermite series for separable smooth 2-D integrals.
 SERIES_MIN_POINTS = 64
 # The 1-D rule splits [-12, 12] into pieces no wider than this (in standard units), besides the kinks,
@@ -45,6 +51,14 @@ PIECE = 1.5
 # Around every breakpoint the pieces are graded (edges at these distances), so that a function that
 # turns steeply there (tanh of a variance of 10^4 turns over 0.01 standard units) is resolved.
 GRADING = (1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.6)
+# Zeros of smooth functions' arguments get a lighter grading (they matter only when the function
+# turns steeply, i.e. at a large variance).
+LIGHT_GRADING = (0.01, 0.1, 0.5)
+
+
+def _offsets(smooth):
+    g = LIGHT_GRADING if smooth else GRADING
+    return (0.0,) + g + tuple(-x for x in g)
 MAX_NODES_PER_CHUNK = 4_000_000
 
 
@@ -118,7 +132,8 @@ def choose_method(integral, grid_info, requested="auto"):
     if d == 2 and series and (requested == "series" or
                               (requested == "auto" and grid_info.get("points", 0) >= SERIES_MIN_POINTS)):
         return "series"
-    if d == 2 or (d == 3 and grid_info.get("points", 0) <= NESTED_3D_MAX_POINTS):
+    if (d == 2 or (d == 3 and grid_info.get("points", 0) <= NESTED_3D_MAX_POINTS)) and \
+            nested_nodes(integral) <= NESTED_MAX_NODES:
         return "nested"
     if smooth and d <= 4:
         return "gh"
@@ -146,6 +161,21 @@ def _chunks(G, nodes):
         yield slice(a, min(G, a + step))
 
 
+def nested_nodes(integral):
+    """Nodes per grid point of the (high-order) nested rule: (q x pieces per level)^d."""
+    d = integral.dim
+    extra = 0
+    for f in breakpoint_apps(integral.integrand):
+        for a in f.args:
+            lin = linear_in(a, integral.variables)
+            if lin is not None and any(c != 0 for c in lin[0]):
+                extra += len(_offsets(type(f).__name__ not in NONSMOOTH))
+    zmax, piece = (Q.ZMAX, PIECE) if d <= 2 else (ZMAX_ND, PIECE_ND)
+    # Each line is split at one level only; spread over the levels on average.
+    pieces = 2 * zmax / piece + extra / d
+    return int((ORDERS["nested"][min(d, 3)][1] * pieces) ** d)
+
+
 def _quad1d(integral, mean, cov, params, options):
     """Gauss-Legendre on [-12, 12] in standard units, split at every kink z* = -(alpha m + beta)/(alpha s)."""
     F = Integrand(integral.integrand, integral.variables)
@@ -154,6 +184,7 @@ def _quad1d(integral, mean, cov, params, options):
     s = np.sqrt(np.maximum(cov[:, 0, 0], 0.0))
     kinks = []
     for f in breakpoint_apps(integral.integrand):
+        smooth = type(f).__name__ not in NONSMOOTH
         for arg in f.args:
             lin = linear_in(arg, integral.variables)
             if lin is None or all(c == 0 for c in lin[0]):
@@ -162,16 +193,15 @@ def _quad1d(integral, mean, cov, params, options):
             b = np.broadcast_to(_as_param_array(lin[1], F, params), (G,))
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = np.where((a * s) != 0, -(a * m + b) / np.where(a * s != 0, a * s, 1.0), np.inf)
-            kinks.append(z)
+            kinks.append((z, _offsets(smooth)))
     fixed = np.arange(-Q.ZMAX, Q.ZMAX + 1e-9, PIECE)
     results = []
     for q in ORDERS["quad1d"]:
         x, w = Q.gauss_legendre(q)
         val = np.empty(G)
-        for sl in _chunks(G, q * (len(kinks) * (2 * len(GRADING) + 1) + len(fixed))):
+        for sl in _chunks(G, q * (sum(len(o) for _, o in kinks) + len(fixed))):
             n = sl.stop - sl.start
-            brk = [np.clip(k[sl] + d, -Q.ZMAX, Q.ZMAX) for k in kinks for d in (0.0,) + GRADING
-                   + tuple(-g for g in GRADING)]
+            brk = [np.clip(k[sl] + d, -Q.ZMAX, Q.ZMAX) for k, offs in kinks for d in offs]
             pts = np.sort(np.stack([np.full(n, f) for f in fixed] + brk, axis=1), axis=1)
             total = np.zeros(sl.stop - sl.start)
             for p in range(pts.shape[1] - 1):
@@ -210,12 +240,13 @@ def _apply_nodes(F, mean, L, params, nodes, weights):
 
 def _pieces(breaks, q, zmax=Q.ZMAX, piece=PIECE):
     """Gauss-Legendre nodes/weights (with the N(0,1) density) on [-zmax, zmax] split at the fixed
-    points and at ``breaks`` (an array (..., K)), graded around each; arrays of shape (..., P q)."""
+    points and around ``breaks``: a list of (array (...,), offsets) pairs, each break graded by its
+    offsets.  Returns arrays of shape (..., P q)."""
     x, w = Q.gauss_legendre(q)
     fixed = np.arange(-zmax, zmax + 1e-9, piece)
-    shape = breaks.shape[:-1]
-    offsets = np.array((0.0,) + GRADING + tuple(-g for g in GRADING))
-    graded = (breaks[..., :, None] + offsets).reshape(shape + (-1,))
+    shape = breaks[0][0].shape if breaks else ()
+    graded = (np.concatenate([b[..., None] + np.array(offs) for b, offs in breaks], axis=-1) if breaks
+              else np.empty(shape + (0,)))
     pts = np.concatenate([np.broadcast_to(fixed, shape + fixed.shape),
                           np.clip(graded, -zmax, zmax)], axis=-1)
     pts = np.sort(pts, axis=-1)
@@ -238,34 +269,36 @@ def _nested(integral, mean, cov, params, options):
     F = Integrand(integral.integrand, integral.variables)
     G, d = mean.shape
     L = _cholesky(cov)
-    lines = []  # (gamma_0 (G,), gamma (G, d)) of every affine argument
+    lines = []  # (gamma_0 (G,), gamma (G, d), grading offsets) of every affine argument
     for f in breakpoint_apps(integral.integrand):
+        offs = _offsets(type(f).__name__ not in NONSMOOTH)
         for arg in f.args:
             lin = linear_in(arg, integral.variables)
             if lin is None or all(c == 0 for c in lin[0]):
                 continue
             alpha = np.stack([np.broadcast_to(_as_param_array(c, F, params), (G,)) for c in lin[0]], axis=1)
             beta = np.broadcast_to(_as_param_array(lin[1], F, params), (G,))
-            lines.append((np.einsum("gk,gk->g", alpha, mean) + beta, np.einsum("gjk,gj->gk", L, alpha)))
-    last = [max([k for k in range(d) if np.any(gm[:, k] != 0)], default=-1) for _, gm in lines]
+            lines.append((np.einsum("gk,gk->g", alpha, mean) + beta, np.einsum("gjk,gj->gk", L, alpha), offs))
+    last = [max([k for k in range(d) if np.any(gm[:, k] != 0)], default=-1) for _, gm, _ in lines]
     results = []
     for q in ORDERS["nested"][d]:
         val = np.empty(G)
-        per_point = (q * (12 + 13 * len(lines))) ** d
-        for sl in _chunks(G, per_point):
+        per_point = (q * (12 + sum(len(o) for _, _, o in lines))) ** d
+        for sl in _chunks(G, min(per_point, nested_nodes(integral))):
             z = np.zeros((sl.stop - sl.start, 1, 0))   # nodes so far: (n, Q, level)
             w = np.ones((sl.stop - sl.start, 1))
             for k in range(d):
                 breaks = []
-                for (g0, gm), j in zip(lines, last):
+                for (g0, gm, offs), j in zip(lines, last):
                     if j != k:
                         continue
                     num = g0[sl, None] + np.einsum("gqk,gk->gq", z, gm[sl, :k])
                     den = gm[sl, None, k]
                     with np.errstate(divide="ignore", invalid="ignore"):
-                        breaks.append(np.where(den != 0, -num / np.where(den != 0, den, 1.0), np.inf))
-                bk = np.stack(breaks, -1) if breaks else np.full(z.shape[:2] + (0,), np.inf)
-                zk, wk = _pieces(bk, q, ZMAX_ND, PIECE_ND)                    # (n, Q, P)
+                        breaks.append((np.where(den != 0, -num / np.where(den != 0, den, 1.0), np.inf), offs))
+                if not breaks:
+                    breaks = [(np.full(z.shape[:2], np.inf), (0.0,))]
+                zk, wk = _pieces(breaks, q, *((ZMAX_ND, PIECE_ND) if d > 2 else (Q.ZMAX, PIECE)))
                 z = np.concatenate([np.repeat(z, zk.shape[-1], axis=1), zk.reshape(zk.shape[0], -1, 1)], axis=2)
                 w = (w[..., None] * wk).reshape(w.shape[0], -1)
             u = mean[sl, None, :] + np.einsum("gij,gqj->gqi", L[sl], z)
@@ -287,10 +320,16 @@ def _gauss_hermite(integral, mean, cov, params, options):
 
 
 def _monte_carlo(integral, mean, cov, params, options):
+    """Monte Carlo with the counter-based normals of ``montecarlo.py`` (the same for every grid point):
+    numpy evaluation for small workloads, a generated parallel numba kernel for large ones."""
     from . import montecarlo
     from .codegen import HELPERS, NumbaPrinter
 
     F = Integrand(integral.integrand, integral.variables)
+    n = int(options.get("samples", 1 << 20))
+    seed = int(options.get("seed", 0))
+    if mean.shape[0] * n <= MC_NUMPY_MAX_WORK:
+        return _monte_carlo_numpy(F, mean, _cholesky(cov), params, n, seed)
     names = {v: f"z{k}" for k, v in enumerate(integral.variables)}
     names.update({_P[k]: f"p{k}" for k in range(len(F.refs))})
     src = NumbaPrinter(names).doprint(F.F)
@@ -298,6 +337,26 @@ def _monte_carlo(integral, mean, cov, params, options):
     prelude = ("import math\nfrom numba import njit\nfrom tensorprog.numeric import special as _sp\n"
                "_JIT = dict(cache=True, error_model='numpy', fastmath={'contract'})\n" + HELPERS)
     mean_, se = montecarlo.mc_expectation([src], L, mean, params if params.shape[1] else None,
-                                          n_samples=int(options.get("samples", 1 << 20)),
-                                          seed=int(options.get("seed", 0)), prelude=prelude)
+                                          n_samples=n, seed=seed, prelude=prelude)
     return mean_[:, 0], se[:, 0]
+
+
+def _monte_carlo_numpy(F, mean, L, params, n, seed, block=1 << 16):
+    """Mean and standard error of F(m + L xi) over n samples xi, in blocks (sums kept per block and
+    combined in order, so the result does not depend on anything but the seed)."""
+    from .montecarlo import standard_normals
+
+    G, d = mean.shape
+    total = np.zeros(G)
+    total2 = np.zeros(G)
+    for first in range(0, n, block):
+        m = min(block, n - first)
+        xi = standard_normals(seed, m, d, first=first)                  # (m, d)
+        for g in range(G):
+            u = mean[g] + xi @ L[g].T
+            f = np.broadcast_to(F([u[:, k] for k in range(d)], list(params[g])), (m,))
+            total[g] += f.sum()
+            total2[g] += (f * f).sum()
+    avg = total / n
+    var = np.maximum(total2 / n - avg * avg, 0.0) * n / (n - 1)
+    return avg, np.sqrt(var / n)
