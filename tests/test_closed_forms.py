@@ -419,18 +419,15 @@ def test_zscore_values():
     assert Zscore(0, s) == 0 and str(z) == "zscore(m, s)"
 
 
-class _StubPrinter:
-    def _print(self, expr):
-        return str(expr)
-
-
 def _compile(expr, args):
-    from numba import njit
+    """The backend's own numba code for ``expr`` (NumbaPrinter and its helpers), compiled."""
+    from tensorprog.numeric.cache import load_generated
+    from tensorprog.numeric.codegen import NumbaPrinter, module_source
 
-    src = "def f(%s):\n    return %s\n" % (", ".join(args), expr._numba_code(_StubPrinter()))
-    namespace = {}
-    exec(src, namespace)
-    return njit(error_model="numpy")(namespace["f"])
+    syms = {sympy.Symbol(a): a for a in args}
+    body = NumbaPrinter(syms).doprint(expr)
+    src = module_source("@njit(**_JIT)\ndef f(%s):\n    return %s\n" % (", ".join(args), body))
+    return load_generated(src, stem="test_closed_forms").f
 
 
 def test_numba_code_is_safe_at_degenerate_points():
@@ -445,8 +442,10 @@ def test_numba_code_is_safe_at_degenerate_points():
 
 
 def test_relu_kernel_finite_everywhere_through_numpy_printer():
+    from tensorprog.numeric.npfuncs import compile_numpy
+
     expr = gaussian_expectation(relu(u) * relu(v), (u, v), COV2)
-    f = sympy.lambdify((A, B, Cuv), expr, "numpy")
+    f = compile_numpy(expr, (A, B, Cuv))
     a = np.array([1.0, 1.0, 0.0, 2.0, 1.0])
     b = np.array([1.0, 1.0, 1.0, 0.5, 1.0])
     c = np.array([1.0 + 1e-12, -1.0 - 1e-12, 0.0, 0.3, 0.2])

@@ -91,17 +91,6 @@ class SafeCorr(sympy.Function):
         body = r"\rho\left(%s; %s, %s\right)" % tuple(printer._print(arg) for arg in self.args)
         return body if exp is None else r"%s^{%s}" % (body, exp)
 
-    def _numpycode(self, printer):
-        c, a, b = ("(%s)" % printer._print(arg) for arg in self.args)
-        where, clip, sq = (printer._module_format("numpy." + f) for f in ("where", "clip", "sqrt"))
-        ab = "%s * %s" % (a, b)
-        return "%s(%s > 0, %s(%s / %s(%s(%s > 0, %s, 1.0)), -1.0, 1.0), 0.0)" % (
-            where, ab, clip, c, sq, where, ab, ab)
-
-    def _numba_code(self, printer):
-        c, a, b = ("(%s)" % printer._print(arg) for arg in self.args)
-        return "(min(1.0, max(-1.0, %s / (%s * %s) ** 0.5)) if %s * %s > 0.0 else 0.0)" % (
-            c, a, b, a, b)
 
 
 class Zscore(sympy.Function):
@@ -146,18 +135,6 @@ class Zscore(sympy.Function):
         body = r"\frac{%s}{\sqrt{%s}}" % (m, s)
         return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
 
-    def _numpycode(self, printer):
-        m, s = ("(%s)" % printer._print(arg) for arg in self.args)
-        where, sq, cs, inf = (printer._module_format("numpy." + f)
-                              for f in ("where", "sqrt", "copysign", "inf"))
-        return "%s(%s == 0, 0.0, %s(%s > 0, %s / %s(%s(%s > 0, %s, 1.0)), %s(%s, %s)))" % (
-            where, m, where, s, m, sq, where, s, s, cs, inf, m)
-
-    def _numba_code(self, printer):
-        m, s = ("(%s)" % printer._print(arg) for arg in self.args)
-        # m * 1e300 * 1e300 overflows to +-inf without needing a module for the constant.
-        return "(0.0 if %s == 0.0 else (%s / %s ** 0.5 if %s > 0.0 else %s * 1e300 * 1e300))" % (
-            m, m, s, s, m)
 
 
 def _pdf(z):

@@ -175,9 +175,12 @@ class NumbaPrinter(StrPrinter):
 HELPERS = """\
 @njit(inline="always", **_JIT)
 def _safe_corr(c, a, b):
+    # Within a few ulp of +-1 the inputs are identical (or antipodal) in float64: snap, because
+    # acos amplifies a 1-ulp difference (diagonal and pair quantities rounded apart) to 1e-8.
     ab = a * b
     r = c / math.sqrt(ab if ab > 0.0 else 1.0)
     r = min(1.0, max(-1.0, r))
+    r = 1.0 if r > 1.0 - 1e-15 else (-1.0 if r < -1.0 + 1e-15 else r)
     return r if ab > 0.0 else 0.0
 
 

@@ -183,20 +183,25 @@ class FusedKernel:
         err_src = {}    # symbol -> source text of the error read
 
         def read(ref):
+            """The symbol of one read of an input array.  A read with repeated indices or fixed members
+            (a diagonal C(i, i), a row C(0, j)) reads a reduced copy made before the kernel runs, so
+            that the inner loop walks contiguous memory instead of striding through a matrix."""
             p = quantity_of(ref)
-            key = (p, ref.args)
+            syms = list(dict.fromkeys(a for a in ref.args if a in INDEX))
+            pattern = tuple(syms.index(a) if a in INDEX else int(a) + 0.5 for a in ref.args)
+            idx = ", ".join(f"i{INDEX.index(a)}" for a in syms) or "()"
+            key = (p, pattern, idx)
             if key not in reads:
-                if p not in self.inputs:
-                    self.inputs.append(p)
-                j = self.inputs.index(p)
-                idx = ", ".join(f"i{INDEX.index(a)}" if a in INDEX else str(int(a)) for a in ref.args) or "()"
+                if (p, pattern) not in self.inputs:
+                    self.inputs.append((p, pattern))
+                j = self.inputs.index((p, pattern))
                 sym = sympy.Symbol(f"a{len(reads)}", real=True)
                 reads[key] = sym
                 read_src[sym] = f"in{j}[{idx}]"
                 if p in uncertain:
-                    if p not in self.err_inputs:
-                        self.err_inputs.append(p)
-                    err_src[sym] = f"err{self.err_inputs.index(p)}[{idx}]"
+                    if (p, pattern) not in self.err_inputs:
+                        self.err_inputs.append((p, pattern))
+                    err_src[sym] = f"err{self.err_inputs.index((p, pattern))}[{idx}]"
             return reads[key]
 
         # Each member as an expression of input reads only (earlier members inlined: the common
@@ -250,12 +255,29 @@ class FusedKernel:
         shape = tuple(a.size for a in self.group.axes)
         outs = [alloc(shape) for _ in self.stored]
         oerrs = [alloc(shape) for _ in self.uncertain_stored]
-        ins = [np.ascontiguousarray(np.asarray(values[p], dtype=np.float64)) for p in self.inputs]
-        errs = [np.ascontiguousarray(np.broadcast_to(np.asarray(errors[p], dtype=np.float64),
-                                                     np.shape(values[p]))) for p in self.err_inputs]
+        ins = [_reduced(values[p], pattern) for p, pattern in self.inputs]
+        errs = [_reduced(np.broadcast_to(np.asarray(errors[p], dtype=np.float64), np.shape(values[p])), pattern)
+                for p, pattern in self.err_inputs]
         fn(*outs, *oerrs, *ins, *errs, np.array(shape, dtype=np.int64))
         err_of = dict(zip(self.uncertain_stored, oerrs))
         return {q: (out, err_of.get(q, 0.0)) for q, out in zip(self.stored, outs)}
+
+
+def _reduced(arr, pattern):
+    """``arr`` read with an index pattern: k = the k-th distinct loop index, n + 0.5 = fixed member n."""
+    arr = np.asarray(arr, dtype=np.float64)
+    if all(isinstance(x, int) for x in pattern) and list(pattern) == list(range(len(pattern))):
+        return np.ascontiguousarray(arr)
+    distinct = sorted({x for x in pattern if isinstance(x, int)})
+    idx = []
+    for x in pattern:
+        if isinstance(x, int):
+            shape = [1] * len(distinct)
+            shape[distinct.index(x)] = arr.shape[len(idx)]
+            idx.append(np.arange(arr.shape[len(idx)]).reshape(shape))
+        else:
+            idx.append(int(x - 0.5))
+    return np.ascontiguousarray(arr[tuple(idx)])
 
 
 def needed_outside(limit, group_of):

@@ -21,6 +21,8 @@ def _safe_corr(c, a, b):
     ab = a * b
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.clip(c / np.sqrt(np.where(ab > 0, ab, 1.0)), -1.0, 1.0)
+    # Within a few ulp of +-1: identical (antipodal) inputs; see codegen._safe_corr.
+    r = np.where(r > 1.0 - 1e-15, 1.0, np.where(r < -1.0 + 1e-15, -1.0, r))
     return np.where(ab > 0, r, 0.0)
 
 
@@ -42,7 +44,17 @@ MODULE = {
 }
 
 
+def _float_constants(expr):
+    """``expr`` with its composite numeric parts (``sqrt(336026280891018387252722405715309065610)``,
+    ``3**(1/3)/7``) replaced by float64 constants: lambdify would hand numpy the exact Python integer
+    inside, and numpy has no ``sqrt`` of an integer beyond 64 bits."""
+    def as_float(e):
+        f = e.evalf(17)
+        return f if f.is_Float else e
+    return expr.replace(lambda e: e.is_number and not e.is_Atom and e.is_real, as_float)
+
+
 @functools.lru_cache(maxsize=4096)
 def compile_numpy(expr, symbols):
     """A numpy function of ``symbols`` (a tuple) computing ``expr``."""
-    return sympy.lambdify(symbols, expr, modules=[MODULE, "numpy"], cse=True)
+    return sympy.lambdify(symbols, _float_constants(sympy.sympify(expr)), modules=[MODULE, "numpy"], cse=True)
