@@ -5,7 +5,6 @@ import json
 from collections import Counter
 from functools import cached_property
 
-import networkx as nx
 import sympy
 
 from .core import InitMatrix, InitScalar, InitVector, Kind, MatMul
@@ -33,18 +32,18 @@ class Program:
 
     def _live_values(self):
         """Ids of the values some output depends on: one backward traversal from all outputs."""
-        g = _graph(self.all_instructions)
-        stack = [v.id for o in self.outputs for v in o.values if v.id in g]
+        inputs = {i.out.id: [v.id for v in i.inputs()] for i in self.all_instructions}
+        stack = [v.id for o in self.outputs for v in o.values if v.id in inputs]
         live = set(stack)
         while stack:
-            for u in g.predecessors(stack.pop()):
+            for u in inputs.get(stack.pop(), ()):
                 if u not in live:
                     live.add(u)
                     stack.append(u)
         return live
 
     @cached_property
-    def graph(self) -> nx.DiGraph:
+    def graph(self):
         """Dataflow graph: one node per value (id), an edge from each input to its user."""
         return _graph(self.instructions)
 
@@ -109,7 +108,10 @@ def _esc(s):
     return s.replace('"', '\\"')
 
 
-def _graph(instructions) -> nx.DiGraph:
+def _graph(instructions):
+    """A networkx DiGraph (imported here: building it is only needed for ``tpc graph`` and the API)."""
+    import networkx as nx
+
     g = nx.DiGraph()
     for ins in instructions:
         v = ins.out

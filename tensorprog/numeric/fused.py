@@ -19,7 +19,6 @@ import numpy as np
 import sympy
 
 from ..limit.symbols import INDEX, Integral, SteinCoefficient, quantity_of, qrefs_in
-from .cache import load_generated
 from .codegen import NumbaPrinter, module_source
 
 FUSE_MIN_POINTS = 50_000
@@ -250,6 +249,8 @@ class FusedKernel:
 
     def run(self, values, errors, alloc=np.empty):
         """Run the kernel; returns {quantity: (value array, error array or 0.0)} for stored members."""
+        from .cache import load_generated  # imports numba: only when a large grid needs a kernel
+
         mod = load_generated(self.source, stem="fused")
         fn = getattr(mod, self.fn_name)
         shape = tuple(a.size for a in self.group.axes)

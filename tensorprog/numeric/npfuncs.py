@@ -11,7 +11,6 @@ import functools
 
 import numpy as np
 import sympy
-from scipy import special as sps
 
 from .. import functions as F
 
@@ -33,13 +32,20 @@ def _zscore(m, s):
     return np.where(s > 0, z, np.where(m == 0, 0.0, np.sign(m) * np.inf))
 
 
+def _scipy():
+    """scipy.special, imported on first use (it costs ~0.2 s at start-up)."""
+    from scipy import special
+
+    return special
+
+
 def _dirac(*args):
     raise ValueError("a Dirac delta cannot be evaluated pointwise")
 
 
 MODULE = {
     **F.NUMPY_IMPL,
-    "erf": sps.erf, "erfc": sps.erfc, "SafeCorr": _safe_corr, "Zscore": _zscore, "DiracDelta": _dirac,
+    "erf": lambda x: _scipy().erf(x), "erfc": lambda x: _scipy().erfc(x), "SafeCorr": _safe_corr, "Zscore": _zscore, "DiracDelta": _dirac,
     "acos": np.arccos, "asin": np.arcsin, "atan": np.arctan,
 }
 
