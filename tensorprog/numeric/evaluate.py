@@ -277,23 +277,31 @@ class Evaluator:
         if min_points is None:
             steps = list(self.limit.quantities)
         else:
+            from . import tiled
+
             steps, group_of = fused.plan(self.limit, min_points)
             needed = fused.needed_outside(self.limit, group_of)
             uncertain = fused.uncertain_quantities(self.limit.quantities)
+            steps = tiled.segments(steps, uncertain)
         bar = self._progress(len(steps))
         pool = _BufferPool()
         last_use = self._last_uses(steps, fused)
         for n, step in enumerate(steps):
-            if isinstance(step, fused.Group):
-                kernel = fused.FusedKernel(step, needed, uncertain, self.limit.names)
-                for q, (val, err) in kernel.run(self.values, self.errors, alloc=pool.take).items():
+            if isinstance(step, (list, fused.Group)):
+                if isinstance(step, list):
+                    runner = tiled.Segment(step, needed)
+                    members = runner.members
+                else:
+                    runner = fused.FusedKernel(step, needed, uncertain, self.limit.names)
+                    members = step.members
+                for q, (val, err) in runner.run(self.values, self.errors, alloc=pool.take).items():
                     self.values[q], self.errors[q] = val, err
                     pool.own(val, err)
-                for q in step.members:
+                for q in members:
                     self.methods[q] = "closed form" if q.kind == "moment" else "arithmetic"
                     if q in self.values:
                         self.check_finite(q)
-                label = f"{len(step.members)} fused quantities"
+                label = f"{len(members)} fused quantities"
             else:
                 self.quantity(step)
                 label = self.limit.names.get(step, step.label)
@@ -327,7 +335,9 @@ class Evaluator:
         """step index -> quantities no later step or output reads (their arrays can be reused)."""
         where = {}
         for n, step in enumerate(steps):
-            for q in (step.members if isinstance(step, fused.Group) else [step]):
+            members = ([q for g in step for q in g.members] if isinstance(step, list)
+                       else step.members if isinstance(step, fused.Group) else [step])
+            for q in members:
                 for p in fused._deps(q):
                     where[p] = n
         keep = {quantity_of(r) for items in self.limit.outputs.values() for _, e in items

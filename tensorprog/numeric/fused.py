@@ -142,69 +142,63 @@ def plan(limit, fuse_min_points=FUSE_MIN_POINTS):
 
 
 def schedule(qs, deps, group_of):
-    """Topological order of the condensed graph, following the quantities' order where possible."""
+    """Topological order of the condensed graph: among the ready steps, those on smaller grids first
+    (then the quantities' order), so that the steps on the largest grid come last and together, where
+    ``tiled.segments`` can run them in one pass."""
     node = {q: group_of.get(q, q) for q in qs}
     preds = {}
     for q in qs:
         preds.setdefault(node[q], set()).update(node[p] for p in deps[q] if node[p] is not node[q])
     order, done = [], set()
     pending = list(dict.fromkeys(node[q] for q in qs))
+
+    def size(n):
+        return int(np.prod([a.size for a in n.axes], dtype=np.int64))
+
     while pending:
-        for k, n in enumerate(pending):
-            if preds[n] <= done:
-                order.append(n)
-                done.add(n)
-                del pending[k]
-                break
-        else:  # pragma: no cover - plan() never builds a cycle
+        ready = [k for k, n in enumerate(pending) if preds[n] <= done]
+        if not ready:  # pragma: no cover - plan() never builds a cycle
             raise RuntimeError("cyclic evaluation plan")
+        # Groups last among equals: data and other single steps they may need come first.
+        k = min(ready, key=lambda k: (size(pending[k]), isinstance(pending[k], Group), k))
+        order.append(pending[k])
+        done.add(pending[k])
+        del pending[k]
     return order
 
 
-class FusedKernel:
-    """The generated kernel of one group, and how to call it.
+class GroupBody:
+    """The members of a group as straight-line code over reads of input arrays.
 
-    Every member's definition is rewritten over symbols -- ``m<k>`` for earlier members (kept in
-    registers), ``a<k>`` for each distinct read of an input array -- and common subexpressions of
-    the whole group are shared (sympy.cse), so e.g. the correlation and its arccosine are computed
-    once for the relu and the step kernel of the same layer.
+    Each member's definition is rewritten over its inputs only (earlier members inlined), and the
+    common subexpressions of the whole group are shared (sympy.cse) -- e.g. the correlation and its
+    arccosine are computed once for the relu and the step kernel of the same layer.  ``reads`` lists
+    the distinct reads as ``(quantity, pattern)`` (per axis of the quantity: a grid axis, or n + 0.5
+    for a fixed member n); a read with repeated indices or fixed members (a diagonal C(i, i), a row
+    C(0, j)) or transposed indices reads a contiguous copy made beforehand (``reduced``), so inner
+    loops walk memory in order.  ``lines`` compute ``r<k>`` (exported member k) and ``q<k>`` (its
+    error estimate) from the reads.
     """
 
-    def __init__(self, group, needed, uncertain, names=None):
-        self.group = group
-        k = len(group.axes)
-        members = list(group.members)
-        self.stored = [q for q in members if q in needed]
-        self.uncertain_stored = [q for q in self.stored if q in uncertain]
-        self.inputs, self.err_inputs = [], []
-        reads = {}      # (input quantity, args) -> symbol
-        read_src = {}   # symbol -> source text of the array read
-        err_src = {}    # symbol -> source text of the error read
+    def __init__(self, members, exported, uncertain):
+        self.exported = list(exported)
+        self.uncertain_exported = [q for q in self.exported if q in uncertain]
+        self.reads = []
+        self.axes_of = []   # the grid axes each read depends on (increasing)
+        self.uncertain_reads = []
+        sym_of = {}
 
         def read(ref):
-            """The symbol of one read of an input array.  A read with repeated indices or fixed members
-            (a diagonal C(i, i), a row C(0, j)) reads a reduced copy made before the kernel runs, so
-            that the inner loop walks contiguous memory instead of striding through a matrix."""
             p = quantity_of(ref)
-            syms = list(dict.fromkeys(a for a in ref.args if a in INDEX))
-            pattern = tuple(syms.index(a) if a in INDEX else int(a) + 0.5 for a in ref.args)
-            idx = ", ".join(f"i{INDEX.index(a)}" for a in syms) or "()"
-            key = (p, pattern, idx)
-            if key not in reads:
-                if (p, pattern) not in self.inputs:
-                    self.inputs.append((p, pattern))
-                j = self.inputs.index((p, pattern))
-                sym = sympy.Symbol(f"a{len(reads)}", real=True)
-                reads[key] = sym
-                read_src[sym] = f"in{j}[{idx}]"
+            pattern = tuple(INDEX.index(a) if a in INDEX else int(a) + 0.5 for a in ref.args)
+            if (p, pattern) not in sym_of:
+                sym_of[(p, pattern)] = _a(len(self.reads))
+                self.reads.append((p, pattern))
+                self.axes_of.append(sorted({x for x in pattern if isinstance(x, int)}))
                 if p in uncertain:
-                    if (p, pattern) not in self.err_inputs:
-                        self.err_inputs.append((p, pattern))
-                    err_src[sym] = f"err{self.err_inputs.index((p, pattern))}[{idx}]"
-            return reads[key]
+                    self.uncertain_reads.append(len(self.reads) - 1)
+            return sym_of[(p, pattern)]
 
-        # Each member as an expression of input reads only (earlier members inlined: the common
-        # subexpression pass below computes each of them once).
         value = {}
         for q in members:
             sub = {}
@@ -212,73 +206,95 @@ class FusedKernel:
                 p = quantity_of(r)
                 sub[r] = value[p] if p in value else read(r)
             value[q] = q.definition.xreplace(sub)
-        errsym = {a: sympy.Symbol(f"E{a.name}", real=True) for a in reads.values() if a in err_src}
-        error = {}
-        for q in self.uncertain_stored:
-            terms = [sympy.Abs(sympy.diff(value[q], a)) * errsym[a] for a in sorted(value[q].free_symbols & set(errsym),
-                                                                                   key=lambda x: x.name)]
-            error[q] = sympy.Add(*terms)
-        outputs = [value[q] for q in self.stored] + [error[q] for q in self.uncertain_stored]
-        replacements, reduced = sympy.cse(outputs, order="none", symbols=sympy.numbered_symbols("t", real=True))
-        names_map = dict(read_src)
-        names_map.update({errsym[a]: err_src[a] for a in errsym})
-        lines = []
-        for t, e in replacements:
-            names_map[t] = t.name
-            lines.append(f"{t.name} = {NumbaPrinter(names_map).doprint(e)}")
-        for s_, e in enumerate(reduced[:len(self.stored)]):
-            lines.append(f"r{s_} = {NumbaPrinter(names_map).doprint(e)}")
-        for s_, e in enumerate(reduced[len(self.stored):]):
-            lines.append(f"q{s_} = {NumbaPrinter(names_map).doprint(e)}")
-        ix = ", ".join(f"i{p}" for p in range(k))
-        for s_ in range(len(self.stored)):
-            lines.append(f"out{s_}[{ix}] = r{s_}")
-        for s_ in range(len(self.uncertain_stored)):
-            lines.append(f"oerr{s_}[{ix}] = q{s_}")
-        params = ([f"out{s_}" for s_ in range(len(self.stored))]
-                  + [f"oerr{s_}" for s_ in range(len(self.uncertain_stored))]
-                  + [f"in{j}" for j in range(len(self.inputs))]
-                  + [f"err{j}" for j in range(len(self.err_inputs))] + ["out_shape"])
-        loops = [f"{'    ' * p}for i{p} in {'prange' if p == 0 else 'range'}(out_shape[{p}]):" for p in range(k)]
-        fn = "fused_" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
-        src = ["@njit(parallel=True, **_JIT)", f"def {fn}({', '.join(params)}):"]
-        src += ["    " + ln for ln in loops]
-        src += ["    " + "    " * k + ln for ln in lines]
-        self.fn_name = fn
-        self.source = module_source("\n".join(src))
+        errors = []
+        for q in self.uncertain_exported:
+            terms = [sympy.Abs(sympy.diff(value[q], _a(m))) * _e(m) for m in self.uncertain_reads
+                     if _a(m) in value[q].free_symbols]
+            errors.append(sympy.Add(*terms))
+        outputs = [value[q] for q in self.exported] + errors
+        self._replacements, self._reduced = sympy.cse(outputs, order="none",
+                                                      symbols=sympy.numbered_symbols("t", real=True))
 
-    def run(self, values, errors, alloc=np.empty):
-        """Run the kernel; returns {quantity: (value array, error array or 0.0)} for stored members."""
-        from .cache import load_generated  # imports numba: only when a large grid needs a kernel
-
-        mod = load_generated(self.source, stem="fused")
-        fn = getattr(mod, self.fn_name)
-        shape = tuple(a.size for a in self.group.axes)
-        outs = [alloc(shape) for _ in self.stored]
-        oerrs = [alloc(shape) for _ in self.uncertain_stored]
-        ins = [_reduced(values[p], pattern) for p, pattern in self.inputs]
-        errs = [_reduced(np.broadcast_to(np.asarray(errors[p], dtype=np.float64), np.shape(values[p])), pattern)
-                for p, pattern in self.err_inputs]
-        fn(*outs, *oerrs, *ins, *errs, np.array(shape, dtype=np.int64))
-        err_of = dict(zip(self.uncertain_stored, oerrs))
-        return {q: (out, err_of.get(q, 0.0)) for q, out in zip(self.stored, outs)}
+    def lines(self, read_text, err_text):
+        """Code lines, with read m printed as ``read_text(m)`` and its error as ``err_text(m)``."""
+        names = {_a(m): read_text(m) for m in range(len(self.reads))}
+        names.update({_e(m): err_text(m) for m in self.uncertain_reads})
+        out = []
+        for t, e in self._replacements:
+            names[t] = t.name
+            out.append(f"{t.name} = {NumbaPrinter(names).doprint(e)}")
+        n = len(self.exported)
+        out += [f"r{k} = {NumbaPrinter(names).doprint(e)}" for k, e in enumerate(self._reduced[:n])]
+        out += [f"q{k} = {NumbaPrinter(names).doprint(e)}" for k, e in enumerate(self._reduced[n:])]
+        return out
 
 
-def _reduced(arr, pattern):
-    """``arr`` read with an index pattern: k = the k-th distinct loop index, n + 0.5 = fixed member n."""
+def _a(m):
+    return sympy.Symbol(f"a{m}", real=True)
+
+
+def _e(m):
+    return sympy.Symbol(f"e{m}", real=True)
+
+
+def reduced(arr, pattern):
+    """``arr`` as read with ``pattern``: an array over the distinct grid axes in increasing order,
+    contiguous (a diagonal, a row, a transpose are copied once)."""
     arr = np.asarray(arr, dtype=np.float64)
-    if all(isinstance(x, int) for x in pattern) and list(pattern) == list(range(len(pattern))):
+    axes = sorted({x for x in pattern if isinstance(x, int)})
+    if list(pattern) == axes:
         return np.ascontiguousarray(arr)
-    distinct = sorted({x for x in pattern if isinstance(x, int)})
     idx = []
-    for x in pattern:
+    for k, x in enumerate(pattern):
         if isinstance(x, int):
-            shape = [1] * len(distinct)
-            shape[distinct.index(x)] = arr.shape[len(idx)]
-            idx.append(np.arange(arr.shape[len(idx)]).reshape(shape))
+            shape = [1] * len(axes)
+            shape[axes.index(x)] = arr.shape[k]
+            idx.append(np.arange(arr.shape[k]).reshape(shape))
         else:
             idx.append(int(x - 0.5))
     return np.ascontiguousarray(arr[tuple(idx)])
+
+
+def _index_text(axes):
+    return ", ".join(f"i{p}" for p in axes) or "()"
+
+
+class FusedKernel:
+    """One group as one kernel over full arrays."""
+
+    def __init__(self, group, needed, uncertain, names=None):
+        self.group = group
+        k = len(group.axes)
+        self.body = b = GroupBody(group.members, [q for q in group.members if q in needed], uncertain)
+        lines = b.lines(lambda m: f"in{m}[{_index_text(b.axes_of[m])}]",
+                        lambda m: f"err{b.uncertain_reads.index(m)}[{_index_text(b.axes_of[m])}]")
+        ix = _index_text(range(k))
+        lines += [f"out{s}[{ix}] = r{s}" for s in range(len(b.exported))]
+        lines += [f"oerr{s}[{ix}] = q{s}" for s in range(len(b.uncertain_exported))]
+        params = ([f"out{s}" for s in range(len(b.exported))] + [f"oerr{s}" for s in range(len(b.uncertain_exported))]
+                  + [f"in{m}" for m in range(len(b.reads))] + [f"err{j}" for j in range(len(b.uncertain_reads))]
+                  + ["out_shape"])
+        loops = [f"{'    ' * p}for i{p} in {'prange' if p == 0 else 'range'}(out_shape[{p}]):" for p in range(k)]
+        self.fn_name = "fused_" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
+        src = ["@njit(parallel=True, **_JIT)", f"def {self.fn_name}({', '.join(params)}):"]
+        src += ["    " + ln for ln in loops] + ["    " + "    " * k + ln for ln in lines]
+        self.source = module_source("\n".join(src))
+
+    def run(self, values, errors, alloc=np.empty):
+        """Run the kernel; returns {quantity: (value array, error array or 0.0)} for exported members."""
+        from .cache import load_generated  # imports numba: only when a large grid needs a kernel
+
+        fn = getattr(load_generated(self.source, stem="fused"), self.fn_name)
+        b = self.body
+        shape = tuple(a.size for a in self.group.axes)
+        outs = [alloc(shape) for _ in b.exported]
+        oerrs = [alloc(shape) for _ in b.uncertain_exported]
+        ins = [reduced(values[p], pattern) for p, pattern in b.reads]
+        errs = [reduced(np.broadcast_to(np.asarray(errors[b.reads[m][0]], dtype=np.float64),
+                                        np.shape(values[b.reads[m][0]])), b.reads[m][1]) for m in b.uncertain_reads]
+        fn(*outs, *oerrs, *ins, *errs, np.array(shape, dtype=np.int64))
+        err_of = dict(zip(b.uncertain_exported, oerrs))
+        return {q: (out, err_of.get(q, 0.0)) for q, out in zip(b.exported, outs)}
 
 
 def needed_outside(limit, group_of):

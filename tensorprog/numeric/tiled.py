@@ -1,0 +1,164 @@
+"""Tiled execution of consecutive fused groups: one pass over the grid for a whole recursion.
+
+A *segment* is a run of groups on the same grid whose references to each other are pointwise.
+Its generated driver loops in parallel over all grid axes but the last, and along the last axis in
+tiles of ``TILE`` entries; for each tile it calls every group's tile function in order.  Values that
+only later groups of the segment read stay in tile buffers (in cache); only what something outside
+the segment reads is written to full arrays.  So an L-layer kernel recursion (NNGP and NTK) reads
+its inputs and writes its outputs once, instead of once per layer -- the difference between being
+limited by memory traffic and by arithmetic.
+
+Each group's tile function is a plain loop over the tile (it vectorises); functions with the same
+body (every layer of a deep network) are generated once.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from ..limit.symbols import INDEX, quantity_of, qrefs_in
+from .codegen import module_source
+from .fused import Group, GroupBody, reduced
+
+TILE = 1024
+
+
+def segments(steps, uncertain):
+    """Split a schedule: runs of consecutive certain groups on one grid whose mutual references are
+    pointwise become lists (segments); everything else stays as it is."""
+    out = []
+    current = None
+    for step in steps:
+        if isinstance(step, Group) and len(step.axes) >= 1 and not (set(step.members) & uncertain):
+            if current is not None and current[0].axes == step.axes and _pointwise_into(step, current):
+                current.append(step)
+                continue
+            current = [step]
+            out.append(current)
+        else:
+            current = None
+            out.append(step)
+    return out
+
+
+def _pointwise_into(group, segment):
+    members = {q for g in segment for q in g.members}
+    k = len(group.axes)
+    for q in group.members:
+        for r in qrefs_in(q.definition):
+            if quantity_of(r) in members and tuple(r.args) != tuple(INDEX[:k]):
+                return False
+    return True
+
+
+class Segment:
+    def __init__(self, groups, needed):
+        """``needed``: quantities read by anything outside their own group (or by an output)."""
+        self.groups = groups
+        self.axes = groups[0].axes
+        k = len(self.axes)
+        members = [q for g in groups for q in g.members]
+        member_set = set(members)
+        # What each group exports: members read by later groups of the segment or from outside.
+        read_later = set()
+        for g in groups:
+            for q in g.members:
+                for r in qrefs_in(q.definition):
+                    p = quantity_of(r)
+                    if p in member_set and p not in g.members:
+                        read_later.add(p)
+        self.stored = [q for q in members if q in needed]
+        self.inputs = []        # (quantity, pattern) read from full arrays made before the segment
+        tiles, calls = {}, []
+        where = {}              # member -> ("out", s) (a stored array) or ("row", r) (a scratch row)
+        rows = 0
+        for g in groups:
+            exported = [q for q in g.members if q in read_later or q in needed]
+            body = GroupBody(g.members, exported, set())
+            # Every value that stays inside the segment lives in one row of a per-thread scratch
+            # array: one array argument instead of dozens keeps the tile loop vectorisable.
+            kinds = []
+            for m, (p, _) in enumerate(body.reads):
+                if p in member_set:
+                    kinds.append("row" if where[p][0] == "row" else "array")
+                else:
+                    axes = body.axes_of[m]
+                    kinds.append("array" if axes and axes[-1] == k - 1 else "scalar")
+            out_kinds = ["out" if q in needed else "row" for q in exported]
+            read_text = {"row": "scr[ra{m}, t]", "array": "a{m}[t]", "scalar": "a{m}"}
+            src_lines = body.lines(lambda m: read_text[kinds[m]].format(m=m), lambda m: "0.0")
+            store = [f"o{s}[t] = r{s}" if kind == "out" else f"scr[wo{s}, t] = r{s}"
+                     for s, kind in enumerate(out_kinds)]
+            params = (["n", "scr"] + [f"a{m}" for m, kd in enumerate(kinds) if kd != "row"]
+                      + [f"ra{m}" for m, kd in enumerate(kinds) if kd == "row"]
+                      + [f"o{s}" for s, kd in enumerate(out_kinds) if kd == "out"]
+                      + [f"wo{s}" for s, kd in enumerate(out_kinds) if kd == "row"])
+            text = "\n".join(src_lines + store) + repr(params)
+            name = "tile_" + hashlib.sha256(text.encode()).hexdigest()[:12]
+            if name not in tiles:
+                tiles[name] = ("@njit(**_JIT)\n" + f"def {name}({', '.join(params)}):\n    for t in range(n):\n"
+                               + "\n".join("        " + ln for ln in src_lines + store))
+            arrays, read_rows = [], []
+            for m, ((p, pattern), kd) in enumerate(zip(body.reads, kinds)):
+                if p in member_set:
+                    kind, ref = where[p]
+                    if kind == "row":
+                        # unsigned, so that numba needs no wraparound check (which would stop SIMD)
+                        read_rows.append(f"np.uint64({ref})")
+                    else:
+                        arrays.append(f"out{ref}[{_outer_index(k)}j0:j0 + n]")
+                    continue
+                if (p, pattern) not in self.inputs:
+                    self.inputs.append((p, pattern))
+                j = self.inputs.index((p, pattern))
+                axes = body.axes_of[m]
+                if kd == "array":
+                    arrays.append(f"in{j}[{''.join(f'i{a}, ' for a in axes[:-1])}j0:j0 + n]")
+                elif axes:
+                    arrays.append(f"in{j}[{', '.join(f'i{a}' for a in axes)}]")
+                else:
+                    arrays.append(f"in{j}[()]")
+            outs, write_rows = [], []
+            for q, kind in zip(exported, out_kinds):
+                if kind == "out":
+                    s_ = self.stored.index(q)
+                    where[q] = ("out", s_)
+                    outs.append(f"out{s_}[{_outer_index(k)}j0:j0 + n]")
+                else:
+                    where[q] = ("row", rows)
+                    write_rows.append(f"np.uint64({rows})")
+                    rows += 1
+            calls.append(f"{name}(n, scr, {', '.join(arrays + read_rows + outs + write_rows)})")
+        drv = "seg_" + hashlib.sha256("\n".join(list(tiles) + calls).encode()).hexdigest()[:12]
+        params = [f"out{s}" for s in range(len(self.stored))] + [f"in{j}" for j in range(len(self.inputs))]
+        lines = [f"@njit(parallel=True, **_JIT)", f"def {drv}({', '.join(params + ['shape'])}):",
+                 f"    last = shape[{k - 1}]", "    outer = 1"]
+        lines += [f"    outer *= shape[{p}]" for p in range(k - 1)]
+        lines += ["    for flat in prange(outer):"]
+        for p in range(k - 1):
+            stride = " * ".join(f"shape[{r}]" for r in range(p + 1, k - 1)) or "1"
+            lines += [f"        i{p} = (flat // ({stride})) % shape[{p}]"]
+        lines += [f"        scr = np.empty(({max(rows, 1)}, {TILE}))"]
+        lines += [f"        for j0 in range(0, last, {TILE}):", f"            n = min({TILE}, last - j0)"]
+        lines += ["            " + c for c in calls]
+        self.fn_name = drv
+        self.source = module_source(*tiles.values(), "\n".join(lines))
+
+    @property
+    def members(self):
+        return [q for g in self.groups for q in g.members]
+
+    def run(self, values, errors=None, alloc=np.empty):
+        from .cache import load_generated
+
+        fn = getattr(load_generated(self.source, stem="segment"), self.fn_name)
+        shape = tuple(a.size for a in self.axes)
+        outs = [alloc(shape) for _ in self.stored]
+        ins = [reduced(values[p], pattern) for p, pattern in self.inputs]
+        fn(*outs, *ins, np.array(shape, dtype=np.int64))
+        return {q: (out, 0.0) for q, out in zip(self.stored, outs)}
+
+
+def _outer_index(k):
+    return "".join(f"i{p}, " for p in range(k - 1))
