@@ -64,12 +64,14 @@ def _kernels(phi, S):
     return k, kd
 
 
-def numpy_baseline(phi, X, L, sw2=2.0, sb2=0.1):
-    """Sigma^{l+1} = sw2 E[phi phi](Sigma^l) + sb2; NTK = Sigma^{L+1} + sum_l P^l Sigma^l (backward P)."""
+def mlp_recursion(kernels, X, L, sw2=2.0, sb2=0.1):
+    """Sigma^1 = sw2 X X^T / d + sb2, Sigma^{l+1} = sw2 E[phi phi](Sigma^l) + sb2;
+    NTK = Sigma^{L+1} + sum_l P^l Sigma^l with P^L = sw2 E[phi' phi'](Sigma^L), P^l = sw2 P^{l+1} E[phi' phi'](Sigma^l).
+    ``kernels(S)`` returns (E[phi phi], E[phi' phi']) for a covariance matrix S."""
     S = [None, sw2 * X @ X.T / X.shape[1] + sb2]
     D = {}
     for l in range(1, L + 1):
-        k, kd = _kernels(phi, S[l])
+        k, kd = kernels(S[l])
         S.append(sw2 * k + sb2)
         D[l] = kd
     P = sw2 * D[L]
@@ -78,6 +80,11 @@ def numpy_baseline(phi, X, L, sw2=2.0, sb2=0.1):
         P = sw2 * P * D[l]
         ntk += P * S[l]
     return S[L + 1], ntk
+
+
+def numpy_baseline(phi, X, L, sw2=2.0, sb2=0.1):
+    """The straightforward numpy implementation: vectorised closed forms, one layer at a time."""
+    return mlp_recursion(lambda S: _kernels(phi, S), X, L, sw2, sb2)
 
 
 def median_time(fn, repeat):
@@ -156,20 +163,13 @@ def _e2(f, g, a, b, c):
 
 def _tanh_truth(X, L, sw2=2.0, sb2=0.1):
     n = len(X)
-    t = np.tanh
     dt = lambda x: 1 - np.tanh(x) ** 2  # noqa: E731
-    S = [None, sw2 * X @ X.T / X.shape[1] + sb2]
-    D = {}
-    for l in range(1, L + 1):
-        k = np.array([[_e2(t, t, S[l][p, p], S[l][q, q], S[l][p, q]) for q in range(n)] for p in range(n)])
-        D[l] = np.array([[_e2(dt, dt, S[l][p, p], S[l][q, q], S[l][p, q]) for q in range(n)] for p in range(n)])
-        S.append(sw2 * k + sb2)
-    P = sw2 * D[L]
-    ntk = S[L + 1] + P * S[L]
-    for l in range(L - 1, 0, -1):
-        P = sw2 * P * D[l]
-        ntk += P * S[l]
-    return S[L + 1], ntk
+
+    def kernels(S):
+        pairs = [[(S[p, p], S[q, q], S[p, q]) for q in range(n)] for p in range(n)]
+        return (np.array([[_e2(np.tanh, np.tanh, *abc) for abc in row] for row in pairs]),
+                np.array([[_e2(dt, dt, *abc) for abc in row] for row in pairs]))
+    return mlp_recursion(kernels, X, L, sw2, sb2)
 
 
 def monte_carlo(repeat):
