@@ -155,7 +155,8 @@ class Evaluator:
             params = np.empty((G, len(refs)))
             for k, r in enumerate(refs):
                 params[:, k] = np.broadcast_to(self.gather(r, grid)[0], grid).ravel()
-            val, err = I.integrate(d, mean, cov, params, method, self.options)
+            options = dict(self.options, psd_slack=max(I.PSD_SLACK, 10.0 * float(np.max(rel_in))))
+            val, err = I.integrate(d, mean, cov, params, method, options)
         val = val.reshape(grid)
         err = err.reshape(grid) + np.abs(val) * np.broadcast_to(rel_in, grid)
         label = {"quad1d": "quadrature", "nested": "quadrature", "gh": "quadrature",

@@ -149,10 +149,29 @@ def integrate(integral, mean, cov, params, method, options):
     return fn(integral, mean, cov, params, options)
 
 
-def _cholesky(cov):
+# Covariances assembled from estimated quantities (integrals, Monte Carlo) can miss positive
+# semi-definiteness by the size of their errors; eigenvalues above -slack * (largest variance) are
+# clipped to 0 (slack = max(PSD_SLACK, 10 x the inputs' relative error)), larger violations are errors.
+PSD_SLACK = 1e-6
+
+
+def _cholesky(cov, slack=PSD_SLACK):
+    """Lower Cholesky factors of (G, d, d) positive semi-definite covariances (see PSD_SLACK)."""
     from .montecarlo import cholesky_psd
 
-    return cholesky_psd(np.ascontiguousarray(cov))
+    cov = np.ascontiguousarray(cov)
+    try:
+        return cholesky_psd(cov)
+    except ValueError:
+        sym = 0.5 * (cov + np.swapaxes(cov, 1, 2))
+        lam, vec = np.linalg.eigh(sym)
+        scale = np.max(np.abs(np.diagonal(sym, axis1=1, axis2=2)), axis=1, initial=0.0)
+        worst = int(np.argmin(lam[:, 0] / np.where(scale > 0, scale, 1.0)))
+        if lam[worst, 0] < -slack * scale[worst]:
+            raise IntegrationError(f"a covariance is not positive semi-definite (smallest eigenvalue "
+                                   f"{lam[worst, 0]:.3g} for variances up to {scale[worst]:.3g})") from None
+        clipped = np.einsum("gij,gj,gkj->gik", vec, np.maximum(lam, 0.0), vec)
+        return cholesky_psd(np.ascontiguousarray(clipped), negative_tol=1e-6)
 
 
 def _chunks(G, nodes):
@@ -268,7 +287,7 @@ def _nested(integral, mean, cov, params, options):
     """
     F = Integrand(integral.integrand, integral.variables)
     G, d = mean.shape
-    L = _cholesky(cov)
+    L = _cholesky(cov, options.get("psd_slack", PSD_SLACK))
     lines = []  # (gamma_0 (G,), gamma (G, d), grading offsets) of every affine argument
     for f in breakpoint_apps(integral.integrand):
         offs = _offsets(type(f).__name__ not in NONSMOOTH)
@@ -311,7 +330,7 @@ def _nested(integral, mean, cov, params, options):
 def _gauss_hermite(integral, mean, cov, params, options):
     F = Integrand(integral.integrand, integral.variables)
     d = integral.dim
-    L = _cholesky(cov)
+    L = _cholesky(cov, options.get("psd_slack", PSD_SLACK))
     results = []
     for q in ORDERS["gh"][d]:
         nodes, weights = Q.tensor_gauss_hermite(q, d)
@@ -329,11 +348,11 @@ def _monte_carlo(integral, mean, cov, params, options):
     n = int(options.get("samples", 1 << 20))
     seed = int(options.get("seed", 0))
     if mean.shape[0] * n <= MC_NUMPY_MAX_WORK:
-        return _monte_carlo_numpy(F, mean, _cholesky(cov), params, n, seed)
+        return _monte_carlo_numpy(F, mean, _cholesky(cov, options.get("psd_slack", PSD_SLACK)), params, n, seed)
     names = {v: f"z{k}" for k, v in enumerate(integral.variables)}
     names.update({_P[k]: f"p{k}" for k in range(len(F.refs))})
     src = NumbaPrinter(names).doprint(F.F)
-    L = _cholesky(cov)
+    L = _cholesky(cov, options.get("psd_slack", PSD_SLACK))
     prelude = ("import math\nfrom numba import njit\nfrom tensorprog.numeric import special as _sp\n"
                "_JIT = dict(cache=True, error_model='numpy', fastmath={'contract'})\n" + HELPERS)
     mean_, se = montecarlo.mc_expectation([src], L, mean, params if params.shape[1] else None,
