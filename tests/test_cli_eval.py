@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from gaussian_truths import relu_relu
 from tensorprog.cli import main
 
 ONE_LAYER = """
@@ -17,18 +18,12 @@ out K[i, j] = mean(relu(W @ relu(g[i])) * relu(W @ relu(g[j])))
 """
 
 
-def relu_kernel(a, b, c):
-    r = max(-1.0, min(1.0, c / np.sqrt(a * b)))
-    t = np.arccos(r)
-    return np.sqrt(a * b) / (2 * np.pi) * (np.sin(t) + (np.pi - t) * np.cos(t))
-
-
 def hand_K():
     """Two relu layers: C = X X^T; S = sw2 E[relu relu](C); K = E[relu relu](S)."""
     X = np.array([[1, 0], [0, 1], [1, 1]], float)
     C = X @ X.T
-    S = np.array([[2 * relu_kernel(C[p, p], C[q, q], C[p, q]) for q in range(3)] for p in range(3)])
-    return np.array([[relu_kernel(S[p, p], S[q, q], S[p, q]) for q in range(3)] for p in range(3)])
+    S = np.array([[2 * relu_relu(C[p, p], C[q, q], C[p, q]) for q in range(3)] for p in range(3)])
+    return np.array([[relu_relu(S[p, p], S[q, q], S[p, q]) for q in range(3)] for p in range(3)])
 
 
 @pytest.fixture

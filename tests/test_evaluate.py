@@ -13,6 +13,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import erf as sp_erf, ndtr
 
 import tensorprog
+from gaussian_truths import erf_erf, erfp_erfp, gelu_gelu, relu_relu, step_step
 
 # identical (0, 1), antipodal (0, 2), zero norm (3), generic (4)
 X = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.6, 0.8, 0.0]])
@@ -36,36 +37,6 @@ out NTK[i, j] = (sw2 * mean({phi}(g[L][i]) * {phi}(g[L][j])) + sb2
                        for l in 2..L)
                  + mean(dg[1][i] * dg[1][j]) * (sw2 * dot(X[i], X[j]) / dim(X) + sb2))
 """
-
-
-# ------------------------------------------------------------------ closed forms (THEORY.md section 5)
-
-def _rho(a, b, c):
-    return 0.0 if a * b <= 0 else min(1.0, max(-1.0, c / math.sqrt(a * b)))
-
-
-def relu_relu(a, b, c):
-    t = math.acos(_rho(a, b, c))
-    return math.sqrt(a * b) / (2 * math.pi) * (math.sin(t) + (math.pi - t) * math.cos(t))
-
-
-def step_step(a, b, c):
-    """(pi - theta) / (2 pi); with step(0) = 1/2 this is also right at zero variance (rho = 0)."""
-    return (math.pi - math.acos(_rho(a, b, c))) / (2 * math.pi)
-
-
-def erf_erf(a, b, c):
-    return 2 / math.pi * math.asin(2 * c / math.sqrt((1 + 2 * a) * (1 + 2 * b)))
-
-
-def erfp_erfp(a, b, c):
-    return 4 / math.pi / math.sqrt((1 + 2 * a) * (1 + 2 * b) - 4 * c * c)
-
-
-def gelu_gelu(a, b, c):
-    D = (1 + a) * (1 + b) - c * c
-    return (c / 4 + c / (2 * math.pi) * math.asin(c / math.sqrt((1 + a) * (1 + b)))
-            + (a * b + c * c * (1 / (1 + a) + 1 / (1 + b) - 1)) / (2 * math.pi * math.sqrt(D)))
 
 
 # ------------------------------------------------------------------ independent 2-d integration

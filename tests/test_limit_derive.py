@@ -1,12 +1,12 @@
 """The Master Theorem pass against hand derivations written here (issue 3)."""
-import math
 
 import numpy as np
 import pytest
 import sympy
 
 import tensorprog
-from tensorprog.functions import relu, step, tanh
+from gaussian_truths import erf_erf, relu_relu
+from tensorprog.functions import relu, tanh
 from tensorprog.limit.symbols import INDEX, Data, Integral, atom_of, atoms_in, quantity_of, qrefs_in
 
 i, j = INDEX[0], INDEX[1]
@@ -52,20 +52,6 @@ out K[i, j] = sw2 * mean({phi}(g[L][i]) * {phi}(g[L][j])) + sb2
 """
 
 
-def relu_kernel(a, b, c):
-    """E[relu(u) relu(v)], (u, v) ~ N(0, [[a, c], [c, b]]): the arc-cosine kernel of order 1."""
-    if a == 0 or b == 0:
-        return 0.0
-    rho = min(1.0, max(-1.0, c / math.sqrt(a * b)))
-    t = math.acos(rho)
-    return math.sqrt(a * b) / (2 * math.pi) * (math.sin(t) + (math.pi - t) * math.cos(t))
-
-
-def erf_kernel(a, b, c):
-    """E[erf(u) erf(v)] = (2/pi) asin(2c / sqrt((1 + 2a)(1 + 2b)))."""
-    return 2 / math.pi * math.asin(2 * c / math.sqrt((1 + 2 * a) * (1 + 2 * b)))
-
-
 def hand_nngp(kernel, L, sw2, sb2):
     S = sw2 * X @ X.T / X.shape[1] + sb2
     for _ in range(2, L + 2):
@@ -74,7 +60,7 @@ def hand_nngp(kernel, L, sw2, sb2):
     return S
 
 
-@pytest.mark.parametrize("phi,kernel", [("relu", relu_kernel), ("erf", erf_kernel)])
+@pytest.mark.parametrize("phi,kernel", [("relu", relu_relu), ("erf", erf_erf)])
 @pytest.mark.parametrize("L,sb2", [(2, 0.0), (4, 0.1)])
 def test_mlp_nngp_matches_hand_recursion(phi, kernel, L, sb2):
     limit = tensorprog.derive(mlp_source(phi, L, 2.0, sb2))

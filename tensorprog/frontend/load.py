@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sympy
 
-from ..errors import Source, TPError, error
+from ..errors import Source, error
 from ..ir.checker import check_program
 from ..ir.program import Program
 from .lowering import Elaborator

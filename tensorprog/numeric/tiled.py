@@ -132,7 +132,7 @@ class Segment:
             calls.append(f"{name}(n, scr, {', '.join(arrays + read_rows + outs + write_rows)})")
         drv = "seg_" + hashlib.sha256("\n".join(list(tiles) + calls).encode()).hexdigest()[:12]
         params = [f"out{s}" for s in range(len(self.stored))] + [f"in{j}" for j in range(len(self.inputs))]
-        lines = [f"@njit(parallel=True, **_JIT)", f"def {drv}({', '.join(params + ['shape'])}):",
+        lines = ["@njit(parallel=True, **_JIT)", f"def {drv}({', '.join(params + ['shape'])}):",
                  f"    last = shape[{k - 1}]", "    outer = 1"]
         lines += [f"    outer *= shape[{p}]" for p in range(k - 1)]
         lines += ["    for flat in prange(outer):"]
