@@ -27,7 +27,7 @@ def elaborate(el, node, ctx):
 # ------------------------------------------------------------------ leaves
 
 def _number(el, node, ctx):
-    from .lowering import _number as num
+    from .scope import _number as num
     value = float(node.text)
     # Checked on the float first: an exact 1e999999999 would take minutes to build.
     if value == float("inf") or (value == 0 and node.text.split("e")[0].split("E")[0].strip("0.")):
@@ -70,7 +70,7 @@ def _program_name(el, node, indices, ctx):
     """``h[l][i]``: the leaf for one member (or a family member) of a program variable."""
     name = node.id
     if name in el.poisoned and name not in el.names:
-        from .lowering import _Poisoned
+        from .scope import _Poisoned
         raise _Poisoned()
     entry = el.names[name]
     if ctx.data_only:
@@ -334,7 +334,7 @@ def _resolve_function(el, node):
         return (lambda *args: body.xreplace(dict(zip(formals, args)))), len(formals)
     spec = F.builtin(base)
     if spec is None and base in el.poisoned:
-        from .lowering import _Poisoned
+        from .scope import _Poisoned
         raise _Poisoned()
     if spec is None:
         if base in el.names or base in el.consts or base in el.data:
