@@ -141,9 +141,11 @@ def tanh_accuracy(N, repeat, tmp):
 
 
 def _rule(center):
+    """Gauss-Legendre on [-12.5, 12.5], graded towards ``center``, weighted by the N(0, 1) density."""
     x, w = np.polynomial.legendre.leggauss(20)
     grading = np.array([0, 1e-3, 1e-2, 0.05, 0.2, 0.5, 1, 2, 3.5, 5, 7, 9.5, 12.5])
-    edges = np.unique(np.clip(np.concatenate([center - grading, center + grading]), -12.5, 12.5))
+    # The end points are always edges: a nearly singular pair puts the centre far outside.
+    edges = np.unique(np.clip(np.concatenate([[-12.5, 12.5], center - grading, center + grading]), -12.5, 12.5))
     a, b = edges[:-1, None], edges[1:, None]
     z = (0.5 * (b - a) * (x + 1) + a).ravel()
     return z, (0.5 * (b - a) * w).ravel() * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
@@ -156,7 +158,10 @@ def _e2(f, g, a, b, c):
     for zi, wi in zip(z, wz):
         u = math.sqrt(a) * zi
         m = c / a * u
-        z2, w2 = _rule(-m / s if s > 0 else 0.0)
+        if s <= 1e-7 * math.sqrt(b):  # (nearly) identical inputs: v = m up to O(s^2) in the mean
+            total += wi * f(u) * g(m)
+            continue
+        z2, w2 = _rule(-m / s)
         total += wi * f(u) * np.sum(w2 * g(m + s * z2))
     return total
 

@@ -288,3 +288,38 @@ def test_generated_kernels_match_the_numpy_path_on_a_large_grid():
             np.testing.assert_allclose(fast[name].value, truth, rtol=1e-10, atol=1e-10)
     finally:
         X = saved
+
+
+def test_tanh_on_a_large_grid_takes_the_hermite_diagonal_and_matches_the_hand_recursion():
+    """70 inputs: the diagonals E[tanh(u_i)^2] come from the same Hermite rows as the pairs (no
+    quadrature at all).  The kernel recursion of a subset of inputs only involves that subset, so
+    the block of the first five inputs (identical, antipodal, zero norm) is checked against the
+    hand recursion with independent nested Gauss-Legendre integration."""
+    rng = np.random.default_rng(5)
+    points = np.vstack([X, rng.standard_normal((65, 3))])
+    res = tensorprog.evaluate(program("tanh", 3, 1.5, 0.1, points=points))
+    nngp, ntk = hand_nngp_ntk("tanh", 3, 1.5, 0.1)
+    assert res["NNGP"].method == "Hermite series"
+    np.testing.assert_allclose(res["NNGP"].value[:5, :5], nngp, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(res["NTK"].value[:5, :5], ntk, rtol=0, atol=1e-9)
+    assert np.all(res["NTK"].error[:5, :5] >= np.abs(res["NTK"].value[:5, :5] - ntk) - 1e-12)
+
+
+def test_nan_inside_a_tiled_recursion_names_its_variable():
+    """On a grid of 240 x 240 pairs the closed-form layers run tile by tile and keep intermediate
+    quantities in scratch rows; a NaN born there (log of a negative kernel entry at layer 2) must
+    still be reported as that variable, not as the output it poisons."""
+    rng = np.random.default_rng(0)
+    rows = ", ".join("[" + ", ".join(f"{v:.6f}" for v in r) + "]" for r in rng.standard_normal((240, 3)))
+    src = f"""data X = [{rows}]
+matrix W[l] ~ N(0, 2/n) for l in 2..4
+vector g[1][i] ~ N(0, dot(X[i], X[i']) / dim(X))
+for l in 2..4: g[l][i] = W[l] @ relu(g[l-1][i])
+s[i, j] = log(mean(relu(g[2][i]) * relu(g[2][j])) - 0.3)
+t[i, j] = exp(s[i, j]) + mean(relu(g[4][i]) * relu(g[4][j]))
+out K[i, j] = 2 * t[i, j]
+"""
+    with pytest.raises(tensorprog.TPError) as e:
+        tensorprog.evaluate(src)
+    msg = e.value.report()
+    assert "<string>:5:" in msg and "limit of s" in msg and "not finite" in msg

@@ -20,16 +20,15 @@ import time
 import numpy as np
 import sympy
 
-from ..errors import error
+from ..errors import TPError, error
 from ..limit.symbols import INDEX, Data, Integral, SteinCoefficient, quantity_of, qrefs_in
 from . import integrals as I
 from .npfuncs import compile_numpy
 from .results import OutputResult, Results
 
 _R = tuple(sympy.Symbol(f"_r{k}", real=True) for k in range(4096))
-
-# Grids with at least this many points use generated numba kernels for expressions.
-FUSE_THRESHOLD = 50_000
+_U = sympy.Symbol("_u", real=True)
+ROW_CACHE_BYTES = 256 << 20
 
 
 class Evaluator:
@@ -41,6 +40,9 @@ class Evaluator:
         self.progress = progress
         self.values, self.errors, self.methods = {}, {}, {}
         self.timings = {}
+        # Hermite coefficients by (function, variances): the diagonal E[phi(u_i)^2] and the pairs
+        # E[phi(u_i) phi(u_j)] of one layer share the rows phi(sqrt(a_i) z).
+        self._rows = {}
 
     # ------------------------------------------------------------------ arrays
 
@@ -145,7 +147,8 @@ class Evaluator:
         (from covariances that are themselves estimates) times its value.
         """
         G = int(np.prod(grid, dtype=np.int64))
-        info = {"series_ok": self._series_layout(d, grid) is not None, "points": G}
+        info = {"series_ok": self._series_layout(d, grid) is not None and self._series_variances_ok(d, grid),
+                "points": G}
         method = I.choose_method(d, info, self.method)
         if method == "series":
             val, err, rel_in = self._series(d, grid)
@@ -158,7 +161,9 @@ class Evaluator:
             options = dict(self.options, psd_slack=max(I.PSD_SLACK, 10.0 * float(np.max(rel_in))))
             val, err = I.integrate(d, mean, cov, params, method, options)
         val = val.reshape(grid)
-        err = err.reshape(grid) + np.abs(val) * np.broadcast_to(rel_in, grid)
+        err = err.reshape(grid)
+        if np.any(rel_in):
+            err = err + np.abs(val) * np.broadcast_to(rel_in, grid)
         label = {"quad1d": "quadrature", "nested": "quadrature", "gh": "quadrature",
                  "mc": "Monte Carlo", "series": "Hermite series"}[method]
         return val, err, label
@@ -186,8 +191,11 @@ class Evaluator:
         all pairs in one call), with the variables swapped if it is the other way round;
         ("point", f, g) otherwise (coefficients per grid point).  None if it does not apply.
         """
-        if d.dim != 2 or any(m != 0 for m in d.mean):
+        if d.dim not in (1, 2) or any(m != 0 for m in d.mean):
             return None
+        if d.dim == 1:
+            parts = I.product_of_two(d.integrand, d.variables[0])
+            return None if qrefs_in(d.integrand) else ("diag", *parts, False)
         parts = I.is_separable(d.integrand, d.variables)
         if parts is None or any(qrefs_in(p) for p in parts):
             return None
@@ -203,14 +211,19 @@ class Evaluator:
 
     def _series(self, d, grid):
         """The Hermite series (``hermite.py``): per-row coefficients for pair grids, per point otherwise."""
-        from .hermite import expect_pair_numpy
+        from .hermite import diag_expectation, pair_expectation
 
         layout, f, g, swap = self._series_layout(d, grid)
+        if layout == "diag":
+            a, ae = self.expr(d.cov[0, 0], grid, full=False)
+            a = np.ascontiguousarray(np.broadcast_to(a, grid)).ravel()
+            (C1, T1), (C2, T2) = self._row_series(f, d.variables[0], a), self._row_series(g, d.variables[0], a)
+            err = np.empty(a.size)
+            val = diag_expectation(C1, C2, T1, T2, err=err)
+            return val, err, _relative(a, ae)
         u0, u1 = d.variables
         var0, var1 = (d.cov[1, 1], d.cov[0, 0]) if swap else (d.cov[0, 0], d.cov[1, 1])
         f0, f1 = (g.xreplace({u1: u0}), f) if swap else (f, g.xreplace({u1: u0}))
-        phi = _vectorised(compile_numpy(f0, (u0,)))
-        psi = phi if f1 == f0 else _vectorised(compile_numpy(f1, (u0,)))
         a, ae = self.expr(var0, grid, full=False)
         b, be = self.expr(var1, grid, full=False)
         c, ce = self.expr(d.cov[0, 1], grid, full=False)
@@ -219,9 +232,18 @@ class Evaluator:
             a = np.broadcast_to(a, (grid[0], 1))[:, 0].copy()
             b = np.broadcast_to(b, (1, grid[1]))[0, :].copy()
             c = np.ascontiguousarray(np.broadcast_to(c, grid))
-            val, err = expect_pair_numpy(phi, psi if not (psi is phi and np.array_equal(a, b)) else phi,
-                                         a, a if (psi is phi and np.array_equal(a, b)) else b, c)
+            C1, T1 = self._row_series(f0, u0, a)
+            if f1 == f0 and np.array_equal(a, b):   # one set of rows: the symmetric path
+                C2, T2, b = C1, T1, a
+            else:
+                C2, T2 = self._row_series(f1, u0, b)
+            err = np.empty(c.shape)
+            val = pair_expectation(C1, C2, T1, T2, a, b, c, err=err)
             return val.ravel(), err.ravel(), rel_in
+        from .hermite import expect_pair_numpy
+
+        phi = _vectorised(compile_numpy(f0, (u0,)))
+        psi = phi if f1 == f0 else _vectorised(compile_numpy(f1, (u0,)))
         # Coefficients per grid point; the series is evaluated on diagonal blocks of the pair routine.
         a, b, c = (np.broadcast_to(x, grid).ravel() for x in (a, b, c))
         G = a.size
@@ -235,6 +257,29 @@ class Evaluator:
             v, e = expect_pair_numpy(phi, psi, a[sl].copy(), b[sl].copy(), cc)
             val[sl], err[sl] = np.diag(v), np.diag(e)
         return val, err, rel_in
+
+    def _series_variances_ok(self, d, grid):
+        """The coefficient grid resolves phi(sqrt(a) z) only up to hermite.MAX_VARIANCE."""
+        from .hermite import MAX_VARIANCE
+
+        return all(float(np.max(self.expr(d.cov[k, k], grid, full=False)[0])) <= MAX_VARIANCE
+                   for k in range(d.dim))
+
+    def _row_series(self, f, u, var):
+        """Hermite coefficients and parity tails of the rows f(sqrt(var_i) z) (hermite.row_series),
+        computed once per function and variance array within a run."""
+        from .hermite import row_series
+
+        f = f.xreplace({u: _U})
+        key = (f, var.shape, var.tobytes())
+        if key not in self._rows:
+            # Diagonals (small grids) are scheduled before the pairs of every layer: keep the rows
+            # of many layers, within a memory budget (oldest dropped first).
+            C, T = row_series(_vectorised(compile_numpy(f, (_U,))), var)
+            while self._rows and sum(c.nbytes for c, _ in self._rows.values()) + C.nbytes > ROW_CACHE_BYTES:
+                del self._rows[next(iter(self._rows))]
+            self._rows[key] = C, T
+        return self._rows[key]
 
     def stein(self, d, grid):
         """(C^+ m)_t per grid point: Stein's lemma E[d f / d Z_t] = sum_l (C^+)_{tl} E[Z_l f]."""
@@ -270,43 +315,23 @@ class Evaluator:
 
     def run(self):
         """Evaluate every quantity (fused groups through generated kernels), then the outputs."""
-        from . import fused
+        from .fused import FUSE_MIN_POINTS
+        from .plan import KERNELS, execution_plan
 
         t0 = time.perf_counter()
         self.check_memory()
-        min_points = fused.FUSE_MIN_POINTS if self.backend == "auto" else (0 if self.backend == "numba" else None)
-        if min_points is None:
-            steps = list(self.limit.quantities)
-        else:
-            from . import tiled
-
-            steps, group_of = fused.plan(self.limit, min_points)
-            needed = fused.needed_outside(self.limit, group_of)
-            uncertain = fused.uncertain_quantities(self.limit.quantities)
-            steps = tiled.segments(steps, uncertain)
-        bar = self._progress(len(steps))
+        min_points = {"auto": FUSE_MIN_POINTS, "numba": 0}.get(self.backend)
+        plan = execution_plan(self.limit, min_points)
+        bar = self._progress(len(plan.steps))
         pool = _BufferPool()
-        last_use = self._last_uses(steps, fused)
-        for n, step in enumerate(steps):
-            if isinstance(step, (list, fused.Group)):
-                if isinstance(step, list):
-                    runner = tiled.Segment(step, needed)
-                    members = runner.members
-                else:
-                    runner = fused.FusedKernel(step, needed, uncertain, self.limit.names)
-                    members = step.members
-                for q, (val, err) in runner.run(self.values, self.errors, alloc=pool.take).items():
-                    self.values[q], self.errors[q] = val, err
-                    pool.own(val, err)
-                for q in members:
-                    self.methods[q] = "closed form" if q.kind == "moment" else "arithmetic"
-                    if q in self.values:
-                        self.check_finite(q)
-                label = f"{len(members)} fused quantities"
+        for n, step in enumerate(plan.steps):
+            if isinstance(step, KERNELS):
+                self.kernel(step, pool)
+                label = f"{len(step.members)} fused quantities"
             else:
                 self.quantity(step)
                 label = self.limit.names.get(step, step.label)
-            for q in last_use.get(n, ()):
+            for q in plan.last_use.get(n, ()):
                 pool.give(self.values.pop(q, None))
                 pool.give(self.errors.pop(q, None))
             if bar is not None:
@@ -315,6 +340,44 @@ class Evaluator:
             bar.close()
         self.timings["quantities"] = time.perf_counter() - t0
         return self.outputs()
+
+    def kernel(self, runner, pool):
+        """Run a fused group or a tiled segment; check what it stored."""
+        for q, (val, err) in runner.run(self.values, self.errors, alloc=pool.take).items():
+            self.values[q], self.errors[q] = val, err
+            pool.own(val, err)
+        for q in runner.members:
+            self.methods[q] = "closed form" if q.kind == "moment" else "arithmetic"
+        try:
+            for q in runner.members:
+                if q in self.values:
+                    self.check_finite(q)
+        except TPError:
+            from .tiled import Segment
+
+            if isinstance(runner, Segment):
+                self.locate_nonfinite(runner)
+            raise
+
+    def locate_nonfinite(self, segment):
+        """A segment keeps most members in scratch rows: re-run its groups one by one storing every
+        member, so that the error names the first quantity that is not finite."""
+        from .fused import FusedKernel
+
+        values = dict(self.values)
+        for g in segment.groups:
+            runner = FusedKernel(g, set(g.members), set(), self.limit.names)
+            for q, (val, _) in runner.run(values, {}).items():
+                values[q] = val
+            for q in g.members:
+                saved, self.values[q] = self.values.get(q), values[q]
+                try:
+                    self.check_finite(q)
+                finally:
+                    if saved is None:
+                        del self.values[q]
+                    else:
+                        self.values[q] = saved
 
     def check_memory(self, limit=None):
         """Refuse before allocating when every quantity's arrays (values, and errors where they are
@@ -331,23 +394,6 @@ class Evaluator:
                 total += 8 * size * (q.definition.dim + 1) ** 2
         total += 8 * 8 * I.MAX_NODES_PER_CHUNK
         require(total, f"evaluating the limit of {self.limit.program.source.name}", limit)
-
-    def _last_uses(self, steps, fused):
-        """step index -> quantities no later step or output reads (their arrays can be reused)."""
-        where = {}
-        for n, step in enumerate(steps):
-            members = ([q for g in step for q in g.members] if isinstance(step, list)
-                       else step.members if isinstance(step, fused.Group) else [step])
-            for q in members:
-                for p in fused._deps(q):
-                    where[p] = n
-        keep = {quantity_of(r) for items in self.limit.outputs.values() for _, e in items
-                for r in qrefs_in(sympy.sympify(e))}
-        out = {}
-        for q, n in where.items():
-            if q not in keep:
-                out.setdefault(n, []).append(q)
-        return out
 
     def _progress(self, total):
         if not self.progress:
@@ -420,8 +466,14 @@ def _relative(value, error):
     """The inputs' relative error as one number: max |error| / max |value| over the grid."""
     if not (np.ndim(error) or error):
         return 0.0
-    scale = float(np.max(np.abs(value)))
-    return float(np.max(np.abs(error))) / scale if scale > 0 else 0.0
+    scale = _max_abs(value)
+    return _max_abs(error) / scale if scale > 0 else 0.0
+
+
+def _max_abs(x):
+    """max |x| by two reductions, without the temporary array of np.abs(x)."""
+    x = np.asarray(x)
+    return float(max(np.max(x), -np.min(x)))
 
 
 class _BufferPool:

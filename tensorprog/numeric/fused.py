@@ -280,6 +280,10 @@ class FusedKernel:
         src += ["    " + ln for ln in loops] + ["    " + "    " * k + ln for ln in lines]
         self.source = module_source("\n".join(src))
 
+    @property
+    def members(self):
+        return self.group.members
+
     def run(self, values, errors, alloc=np.empty):
         """Run the kernel; returns {quantity: (value array, error array or 0.0)} for exported members."""
         from .cache import load_generated  # imports numba: only when a large grid needs a kernel
@@ -298,7 +302,8 @@ class FusedKernel:
 
 
 def needed_outside(limit, group_of):
-    """Quantities read by something outside their own group (or by an output)."""
+    """Quantities read by something outside their own group (or by an output); ``group_of`` maps a
+    quantity to the group (or segment) that computes it."""
     needed = set()
     for q in limit.quantities:
         for p in _deps(q):

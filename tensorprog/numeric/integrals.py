@@ -104,6 +104,15 @@ def is_separable(F, variables):
     return f, g
 
 
+def product_of_two(F, u):
+    """F(u) as f(u) * g(u) for the Hermite diagonal E[f(u) g(u)] = sum_k c_k(f) c_k(g): f = g
+    for a square (the coefficients of one function serve both), else (F, 1)."""
+    coeff, rest = F.as_coeff_Mul()
+    if isinstance(rest, sympy.Pow) and rest.exp == 2:
+        return coeff * rest.base, rest.base
+    return F, sympy.S.One
+
+
 class Integrand:
     """F with its quantity references replaced by parameters p_k, compiled for numpy."""
 
@@ -126,9 +135,13 @@ def choose_method(integral, grid_info, requested="auto"):
         return "mc"
     if requested == "closed":
         raise IntegrationError("has no closed form (run with --method auto, quad, series or mc)")
-    if d == 1:
-        return "quad1d"
     series = grid_info.get("series_ok") and smooth
+    if d == 1:
+        # The Hermite diagonal sum_k c_k(f) c_k(g): its rows f(sqrt(a_i) z) are those of the
+        # layer's pair integrals, computed once for both.
+        use = series and (requested == "series" or
+                          (requested == "auto" and grid_info.get("points", 0) >= SERIES_MIN_POINTS))
+        return "series" if use else "quad1d"
     if d == 2 and series and (requested == "series" or
                               (requested == "auto" and grid_info.get("points", 0) >= SERIES_MIN_POINTS)):
         return "series"
