@@ -436,6 +436,15 @@ def test_numba_code_is_safe_at_degenerate_points():
     assert rho(0.5, 1.0, 4.0) == pytest.approx(0.25)
     assert rho(1 + 1e-12, 1.0, 1.0) == 1.0 and rho(-3.0, 1.0, 1.0) == -1.0
     assert rho(0.0, 0.0, 1.0) == 0.0 and rho(0.3, 0.0, 0.0) == 0.0
+    # The fused kernels' form, from standard deviations shared with the closed forms: the same
+    # values, and 0 (not NaN) for a variance rounded below zero.
+    from tensorprog.numeric.codegen import CorrSD, with_standard_deviations
+
+    assert with_standard_deviations(SafeCorr(c, a, b)) == CorrSD(c, sympy.sqrt(a), sympy.sqrt(b))
+    rho_sd = _compile(with_standard_deviations(SafeCorr(c, a, b)), ["c", "a", "b"])
+    for args in [(0.5, 1.0, 4.0), (1 + 1e-12, 1.0, 1.0), (-3.0, 1.0, 1.0), (0.0, 0.0, 1.0), (0.3, 0.0, 0.0)]:
+        assert rho_sd(*args) == pytest.approx(rho(*args), abs=1e-15)
+    assert rho_sd(0.1, -1e-17, 1.0) == 0.0 and rho_sd(0.1, -1.0, -1.0) == 0.0
     zs = _compile(Zscore(m, s), ["m", "s"])
     assert zs(1.0, 4.0) == pytest.approx(0.5) and zs(0.0, 0.0) == 0.0
     assert zs(2.0, 0.0) == math.inf and zs(-2.0, 0.0) == -math.inf

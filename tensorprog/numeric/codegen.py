@@ -39,6 +39,21 @@ class CodegenError(ValueError):
     pass
 
 
+class CorrSD(sympy.Function):
+    """SafeCorr(c, a, b) written as CorrSD(c, sqrt(a), sqrt(b)) = clamp(c / (sqrt(a) sqrt(b))), for
+    generated code only: the standard deviations then become common subexpressions with the
+    sqrt(a) sqrt(b) of the closed forms (relu, step), one square root per variance instead of two."""
+
+    nargs = 3
+
+
+def with_standard_deviations(expr):
+    """expr with every SafeCorr(c, a, b) replaced by CorrSD(c, sqrt(a), sqrt(b))."""
+    from ..limit.closed_forms import SafeCorr
+
+    return expr.replace(SafeCorr, lambda c, a, b: CorrSD(c, sympy.sqrt(a), sympy.sqrt(b)))
+
+
 class NumbaPrinter(StrPrinter):
     """sympy -> numba source for float64 scalars."""
 
@@ -98,6 +113,9 @@ class NumbaPrinter(StrPrinter):
     def _fn_SafeCorr(self, c, a, b):
         # clamp(c / sqrt(a b), -1, 1), and 0 when a b <= 0 (THEORY.md section 5: degenerate cases).
         return (f"_safe_corr({c}, {a}, {b})")
+
+    def _fn_CorrSD(self, c, sa, sb):
+        return f"_corr_sd({c}, {sa}, {sb})"
 
     def _fn_Zscore(self, m, s):
         return f"_zscore({m}, {s})"
@@ -182,6 +200,16 @@ def _safe_corr(c, a, b):
     r = min(1.0, max(-1.0, r))
     r = 1.0 if r > 1.0 - 1e-15 else (-1.0 if r < -1.0 + 1e-15 else r)
     return r if ab > 0.0 else 0.0
+
+
+@njit(inline="always", **_JIT)
+def _corr_sd(c, sa, sb):
+    # _safe_corr from standard deviations (sa = sqrt(a), sb = sqrt(b), NaN for a < 0: then 0).
+    s = sa * sb
+    r = c / (s if s > 0.0 else 1.0)
+    r = min(1.0, max(-1.0, r))
+    r = 1.0 if r > 1.0 - 1e-15 else (-1.0 if r < -1.0 + 1e-15 else r)
+    return r if s > 0.0 else 0.0
 
 
 @njit(inline="always", **_JIT)

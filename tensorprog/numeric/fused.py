@@ -19,7 +19,7 @@ import numpy as np
 import sympy
 
 from ..limit.symbols import INDEX, Integral, SteinCoefficient, quantity_of, qrefs_in
-from .codegen import NumbaPrinter, module_source
+from .codegen import NumbaPrinter, module_source, with_standard_deviations
 
 FUSE_MIN_POINTS = 50_000
 # A group is closed once its members call this many transcendental functions.  Compile time grows
@@ -211,7 +211,7 @@ class GroupBody:
             terms = [sympy.Abs(sympy.diff(value[q], _a(m))) * _e(m) for m in self.uncertain_reads
                      if _a(m) in value[q].free_symbols]
             errors.append(sympy.Add(*terms))
-        outputs = [value[q] for q in self.exported] + errors
+        outputs = [with_standard_deviations(e) for e in [value[q] for q in self.exported] + errors]
         self._replacements, self._reduced = sympy.cse(outputs, order="none",
                                                       symbols=sympy.numbered_symbols("t", real=True))
 

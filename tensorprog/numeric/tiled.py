@@ -22,6 +22,7 @@ from .codegen import module_source
 from .fused import Group, GroupBody, reduced
 
 TILE = 1024
+CHUNKS = 64
 
 
 def segments(steps, uncertain):
@@ -135,13 +136,17 @@ class Segment:
         lines = ["@njit(parallel=True, **_JIT)", f"def {drv}({', '.join(params + ['shape'])}):",
                  f"    last = shape[{k - 1}]", "    outer = 1"]
         lines += [f"    outer *= shape[{p}]" for p in range(k - 1)]
-        lines += ["    for flat in prange(outer):"]
+        # The outer positions in CHUNKS contiguous runs, one scratch array per run: an allocation
+        # per position (hundreds of KiB, so an mmap and page faults each time) serialised the threads.
+        lines += [f"    chunks = min(outer, {CHUNKS})",
+                  "    for chunk in prange(chunks):",
+                  f"        scr = np.empty(({max(rows, 1)}, {TILE}))",
+                  "        for flat in range(chunk * outer // chunks, (chunk + 1) * outer // chunks):"]
         for p in range(k - 1):
             stride = " * ".join(f"shape[{r}]" for r in range(p + 1, k - 1)) or "1"
-            lines += [f"        i{p} = (flat // ({stride})) % shape[{p}]"]
-        lines += [f"        scr = np.empty(({max(rows, 1)}, {TILE}))"]
-        lines += [f"        for j0 in range(0, last, {TILE}):", f"            n = min({TILE}, last - j0)"]
-        lines += ["            " + c for c in calls]
+            lines += [f"            i{p} = (flat // ({stride})) % shape[{p}]"]
+        lines += [f"            for j0 in range(0, last, {TILE}):", f"                n = min({TILE}, last - j0)"]
+        lines += ["                " + c for c in calls]
         self.fn_name = drv
         self.source = module_source(*tiles.values(), "\n".join(lines))
 
