@@ -54,7 +54,7 @@ class SafeCorr(sympy.Function):
         if c.is_Number and a.is_Number and b.is_Number:
             ab = a * b
             return sympy.Max(-1, sympy.Min(1, c / sqrt(ab))) if ab > 0 else S.Zero
-        if sympy.default_sort_key(b) < sympy.default_sort_key(a):
+        if b.compare(a) < 0:   # structural order: deterministic, and cheap on large arguments
             return cls(c, b, a)   # symmetric in (a, b): one canonical order helps CSE
 
     def _eval_is_real(self):

@@ -25,8 +25,8 @@ from sympy import DiracDelta, Derivative
 
 from . import closed_forms
 from ..ir.core import Formals
-from .symbols import (INDEX, Integral, SteinCoefficient, atom_of, atoms_in, index_symbols_in, is_atom, is_qref,
-                      reindex)
+from .symbols import (INDEX, Integral, SteinCoefficient, atom_of, atoms_in, distinct_subexpressions, index_symbols_in,
+                      is_atom, is_qref, reindex)
 
 
 class LimitError(Exception):
@@ -140,16 +140,23 @@ class Expectations:
                 forms[key] = (U[len(forms)], parts)
             return forms[key][0]
 
+        seen = {}
+
         def visit(e):
+            # Memoised: f is a DAG with much sharing (unrolled training steps), walked as a tree
+            # it is exponentially large.
+            if e in seen:
+                return seen[e]
             if not atoms_in(e):
-                return e
-            # An affine combination of atoms (an atom, c * atom, a sum) is one Gaussian variable;
-            # a non-affine expression is rebuilt from its visited parts, so e.g. exp(-(a + b)^2)
-            # is exp(-u^2) over the single variable u = a + b.
-            parts = _linear(e)
-            if parts is not None:
-                return var(e, parts)
-            return e.func(*[visit(a) for a in e.args])
+                out = e
+            else:
+                # An affine combination of atoms (an atom, c * atom, a sum) is one Gaussian
+                # variable; a non-affine expression is rebuilt from its visited parts, so e.g.
+                # exp(-(a + b)^2) is exp(-u^2) over the single variable u = a + b.
+                parts = _linear(e)
+                out = var(e, parts) if parts is not None else e.func(*[visit(a) for a in e.args])
+            seen[e] = out
+            return out
 
         F = visit(f)
         if len(forms) > len(atoms):
@@ -254,7 +261,8 @@ _TABLE_FUNCTIONS = {"relu", "step", "sign", "Abs", "erf", "Phi", "gelu", "exp", 
 
 
 def _table_can_apply(F):
-    return all(type(f).__name__ in _TABLE_FUNCTIONS for f in F.atoms(sympy.Function) if not is_qref(f))
+    return all(type(f).__name__ in _TABLE_FUNCTIONS for f in distinct_subexpressions(F)
+               if isinstance(f, sympy.Function) and not is_qref(f))
 
 
 def _odd(F, d, mean):

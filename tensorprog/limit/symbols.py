@@ -133,9 +133,38 @@ def is_qref(expr) -> bool:
     return isinstance(expr, AppliedUndef) and type(expr) in _QUANTS
 
 
+def distinct_subexpressions(expr):
+    """Every distinct node of ``expr`` once.  Unrolled programs share subexpressions heavily;
+    sympy's own traversals (``atoms``, ``free_symbols``, ``has``) walk the expression as a tree,
+    which visits a shared node once per path to it."""
+    seen = {expr}
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        for arg in node.args:
+            if arg not in seen:
+                seen.add(arg)
+                stack.append(arg)
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _applied(expr) -> frozenset:
-    return frozenset(expr.atoms(AppliedUndef))
+    # distinct_subexpressions inlined, not descending into numbers, symbols and applied functions
+    # (whose arguments are indices): this runs for every expression the derivation looks at.
+    out = set()
+    seen = {expr}
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, AppliedUndef):
+            out.add(node)
+            continue
+        for arg in node.args:
+            if not arg.is_Atom and arg not in seen:
+                seen.add(arg)
+                stack.append(arg)
+    return frozenset(out)
 
 
 def atoms_in(expr) -> set:
@@ -149,8 +178,15 @@ def qrefs_in(expr) -> set:
 
 def index_symbols_in(expr) -> list:
     """The index symbols occurring in ``expr``, in canonical order (i before j ...)."""
-    syms = expr.free_symbols if hasattr(expr, "free_symbols") else set()
+    if not isinstance(expr, sympy.Basic):
+        return []
+    syms = _symbols(expr)
     return [s for s in INDEX if s in syms]
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _symbols(expr) -> frozenset:
+    return frozenset(n for n in distinct_subexpressions(expr) if isinstance(n, sympy.Symbol))
 
 
 # ---------------------------------------------------------------- definitions the numeric backend integrates
