@@ -323,3 +323,31 @@ out K[i, j] = 2 * t[i, j]
         tensorprog.evaluate(src)
     msg = e.value.report()
     assert "<string>:5:" in msg and "limit of s" in msg and "not finite" in msg
+
+
+def test_three_axis_family_in_one_tiled_pass_matches_the_hand_formula():
+    """A 40 x 40 x 40 output (64,000 points) runs as one tiled segment whose column-only values (the
+    k-th variance and its square root) are computed once per column, not once per (i, j) row.
+    Truth: K1 = <x, x'>/3 + 0.1, K2 = 2 E[relu relu](K1) (one matmul), then
+    T[i, j, k] = E[relu relu](K2)_ij E[relu relu](K2)_jk + sqrt(E[relu relu](K2)_kk + 1)."""
+    rng = np.random.default_rng(1)
+    pts = np.round(rng.standard_normal((40, 3)), 5)
+    rows = ", ".join("[" + ", ".join(repr(float(v)) for v in r) + "]" for r in pts)
+    src = f"""data X = [{rows}]
+matrix W ~ N(0, 2/n)
+vector g[i] ~ N(0, dot(X[i], X[i']) / dim(X) + 0.1)
+h[i] = W @ relu(g[i])
+out T[i, j, k] = mean(relu(h[i]) * relu(h[j])) * mean(relu(h[j]) * relu(h[k])) + sqrt(mean(relu(h[k]) * relu(h[k])) + 1)
+"""
+    from tensorprog.numeric.plan import execution_plan
+    from tensorprog.numeric.tiled import Segment
+
+    limit = tensorprog.derive(src)
+    assert any(isinstance(s, Segment) for s in execution_plan(limit, 50_000).steps)
+    got = tensorprog.evaluate(limit)["T"].value
+    K1 = pts @ pts.T / 3 + 0.1
+    n = len(pts)
+    K2 = np.array([[2 * relu_relu(K1[p, p], K1[q, q], K1[p, q]) for q in range(n)] for p in range(n)])
+    E = np.array([[relu_relu(K2[p, p], K2[q, q], K2[p, q]) for q in range(n)] for p in range(n)])
+    truth = E[:, :, None] * E[None, :, :] + np.sqrt(np.diag(E) + 1)[None, None, :]
+    np.testing.assert_allclose(got, truth, rtol=1e-12, atol=1e-12)

@@ -9,7 +9,9 @@ its inputs and writes its outputs once, instead of once per layer -- the differe
 limited by memory traffic and by arithmetic.
 
 Each group's tile function is a plain loop over the tile (it vectorises); functions with the same
-body (every layer of a deep network) are generated once.
+body (every layer of a deep network) are generated once.  Values that depend on the last axis alone
+(a column's variance and its square root) are computed once per run into buffers over that axis,
+instead of once per row.
 """
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ class Segment:
                         read_later.add(p)
         self.stored = [q for q in members if q in needed]
         self.inputs = []        # (quantity, pattern) read from full arrays made before the segment
-        tiles, calls = {}, []
+        tiles, calls, prelude, nbufs = {}, [], [], 0
         where = {}              # member -> ("out", s) (a stored array) or ("row", r) (a scratch row)
         rows = 0
         for g in groups:
@@ -89,12 +91,16 @@ class Segment:
             out_kinds = ["out" if q in needed else "row" for q in exported]
             read_text = {"row": "scr[ra{m}, t]", "array": "a{m}[t]", "scalar": "a{m}"}
             src_lines = body.lines(lambda m: read_text[kinds[m]].format(m=m), lambda m: "0.0")
+            columns = {m for m, (p, _) in enumerate(body.reads)
+                       if k >= 2 and p not in member_set and body.axes_of[m] == [k - 1]}
+            src_lines, pre_lines, hoisted = _hoist_columns(body, src_lines, columns)
             store = [f"o{s}[t] = r{s}" if kind == "out" else f"scr[wo{s}, t] = r{s}"
                      for s, kind in enumerate(out_kinds)]
             params = (["n", "scr"] + [f"a{m}" for m, kd in enumerate(kinds) if kd != "row"]
                       + [f"ra{m}" for m, kd in enumerate(kinds) if kd == "row"]
                       + [f"o{s}" for s, kd in enumerate(out_kinds) if kd == "out"]
-                      + [f"wo{s}" for s, kd in enumerate(out_kinds) if kd == "row"])
+                      + [f"wo{s}" for s, kd in enumerate(out_kinds) if kd == "row"]
+                      + [f"h{x}" for x in range(len(hoisted))])
             text = "\n".join(src_lines + store) + repr(params)
             name = "tile_" + hashlib.sha256(text.encode()).hexdigest()[:12]
             if name not in tiles:
@@ -130,12 +136,27 @@ class Segment:
                     where[q] = ("row", rows)
                     write_rows.append(f"np.uint64({rows})")
                     rows += 1
-            calls.append(f"{name}(n, scr, {', '.join(arrays + read_rows + outs + write_rows)})")
+            hbufs = []
+            if hoisted:
+                # Column-only values, computed once per segment run (not once per row) into
+                # buffers over the last axis that every row's tiles then read.
+                pre_params = [f"a{m}" for m in sorted(columns)] + [f"h{x}" for x in range(len(hoisted))]
+                pre_body = pre_lines + [f"h{x}[t] = {tname}" for x, tname in enumerate(hoisted)]
+                pre = "pre_" + hashlib.sha256(("\n".join(pre_body) + repr(pre_params)).encode()).hexdigest()[:12]
+                tiles.setdefault(pre, "@njit(**_JIT)\n" + f"def {pre}(n, {', '.join(pre_params)}):\n"
+                                 "    for t in range(n):\n" + "\n".join("        " + ln for ln in pre_body))
+                hbufs = [f"hb{nbufs + x}" for x in range(len(hoisted))]
+                nbufs += len(hoisted)
+                prelude += [f"{b} = np.empty(last)" for b in hbufs]
+                col_inputs = [f"in{self.inputs.index(body.reads[m])}[0:last]" for m in sorted(columns)]
+                prelude.append(f"{pre}(last, {', '.join(col_inputs + hbufs)})")
+            calls.append(f"{name}(n, scr, {', '.join(arrays + read_rows + outs + write_rows + [b + '[j0:j0 + n]' for b in hbufs])})")
         drv = "seg_" + hashlib.sha256("\n".join(list(tiles) + calls).encode()).hexdigest()[:12]
         params = [f"out{s}" for s in range(len(self.stored))] + [f"in{j}" for j in range(len(self.inputs))]
         lines = ["@njit(parallel=True, **_JIT)", f"def {drv}({', '.join(params + ['shape'])}):",
                  f"    last = shape[{k - 1}]", "    outer = 1"]
         lines += [f"    outer *= shape[{p}]" for p in range(k - 1)]
+        lines += ["    " + ln for ln in prelude]
         # The outer positions in CHUNKS contiguous runs, one scratch array per run: an allocation
         # per position (hundreds of KiB, so an mmap and page faults each time) serialised the threads.
         lines += [f"    chunks = min(outer, {CHUNKS})",
@@ -163,6 +184,39 @@ class Segment:
         ins = [reduced(values[p], pattern) for p, pattern in self.inputs]
         fn(*outs, *ins, np.array(shape, dtype=np.int64))
         return {q: (out, 0.0) for q, out in zip(self.stored, outs)}
+
+
+def _hoist_columns(body, lines, columns):
+    """Split a group's code: temporaries that depend only on the reads ``columns`` (inputs over the
+    last grid axis alone, e.g. the variances of the column inputs and their square roots) are the
+    same for every row.  Returns (tile lines with those read from buffers h<x>[t], the lines that
+    compute them, the names of the hoisted temporaries the tile still uses)."""
+    from .fused import _a
+
+    free = {_a(m) for m in columns}
+    hoisted = set()
+    for t, e in body._replacements:
+        if e.free_symbols and e.free_symbols <= free | hoisted:
+            hoisted.add(t)
+    if not hoisted:
+        return lines, [], []
+    ntemps = len(body._replacements)
+    used = set()
+    for t, e in body._replacements:
+        if t not in hoisted:
+            used |= e.free_symbols
+    for e in body._reduced:
+        used |= e.free_symbols
+    kept = [t.name for t, _ in body._replacements if t in hoisted and t in used]
+    tile, pre = [], []
+    for (t, _), line in zip(body._replacements, lines[:ntemps]):
+        if t in hoisted:
+            pre.append(line)
+            if t.name in kept:
+                tile.append(f"{t.name} = h{kept.index(t.name)}[t]")
+        else:
+            tile.append(line)
+    return tile + lines[ntemps:], pre, kept
 
 
 def _outer_index(k):
