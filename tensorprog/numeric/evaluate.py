@@ -385,14 +385,18 @@ class Evaluator:
         from ..memory import require
         from .fused import uncertain_quantities
 
+        from .hermite import DEFAULT_K
+
         uncertain = uncertain_quantities(self.limit.quantities)
-        total = 0
+        total = rows = 0
         for q in self.limit.quantities:
             size = int(np.prod([a.size for a in q.axes], dtype=np.int64))
             total += 8 * size * (2 if q in uncertain else 1)
             if isinstance(q.definition, Integral):
                 total += 8 * size * (q.definition.dim + 1) ** 2
-        total += 8 * 8 * I.MAX_NODES_PER_CHUNK
+                # Hermite rows (N x K per function and variance array), kept for reuse.
+                rows += 8 * DEFAULT_K * sum(a.size for a in q.axes[:2]) if q.definition.dim <= 2 else 0
+        total += 8 * 8 * I.MAX_NODES_PER_CHUNK + min(rows, ROW_CACHE_BYTES)
         require(total, f"evaluating the limit of {self.limit.program.source.name}", limit)
 
     def _progress(self, total):
