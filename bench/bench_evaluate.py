@@ -15,7 +15,6 @@ Usage: python bench/bench_evaluate.py [--sizes 2000,4000] [--depth 10] [--repeat
 Timings are medians of --repeat runs after a warm-up in the same process.
 """
 import argparse
-import math
 import os
 import pathlib
 import statistics
@@ -27,25 +26,15 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The hand-written program, recursion and integrator are the tests' own (tests/mlp_truths.py,
+# tests/gaussian_truths.py): the benchmark checks against the same independent truth.
+sys.path.insert(0, str(ROOT / "tests"))
+from gaussian_truths import integrate2  # noqa: E402
+from mlp_truths import mlp_program, mlp_recursion, on_pairs  # noqa: E402
 
 
 def program(phi, L, path):
-    return f"""
-const L = {L}, sw2 = 2.0, sb2 = 0.1
-data X = load("{path}")
-matrix W[l] ~ N(0, sw2/n) for l in 2..L
-vector b[l] ~ N(0, sb2) for l in 2..L
-vector g[1][i] ~ N(0, sw2 * dot(X[i], X[i']) / dim(X) + sb2)
-vector v ~ N(0, sw2)
-for l in 2..L: g[l][i] = W[l] @ {phi}(g[l-1][i]) + b[l]
-dg[L][i] = v * {phi}'(g[L][i])
-for l in reversed(1..L-1): dg[l][i] = {phi}'(g[l][i]) * (W[l+1].T @ dg[l+1][i])
-out NNGP[i, j] = sw2 * mean({phi}(g[L][i]) * {phi}(g[L][j])) + sb2
-out NTK[i, j] = (sw2 * mean({phi}(g[L][i]) * {phi}(g[L][j])) + sb2
-                 + sum(mean(dg[l][i] * dg[l][j]) * (sw2 * mean({phi}(g[l-1][i]) * {phi}(g[l-1][j])) + sb2)
-                       for l in 2..L)
-                 + mean(dg[1][i] * dg[1][j]) * (sw2 * dot(X[i], X[j]) / dim(X) + sb2))
-"""
+    return mlp_program(phi, L, 2.0, 0.1, f'load("{path}")')
 
 
 # ------------------------------------------------------------------ the numpy baseline
@@ -62,24 +51,6 @@ def _kernels(phi, S):
     k = 2 / np.pi * np.arcsin(2 * S / np.sqrt(np.outer(one, one)))
     kd = 4 / np.pi / np.sqrt(np.outer(one, one) - 4 * S * S)
     return k, kd
-
-
-def mlp_recursion(kernels, X, L, sw2=2.0, sb2=0.1):
-    """Sigma^1 = sw2 X X^T / d + sb2, Sigma^{l+1} = sw2 E[phi phi](Sigma^l) + sb2;
-    NTK = Sigma^{L+1} + sum_l P^l Sigma^l with P^L = sw2 E[phi' phi'](Sigma^L), P^l = sw2 P^{l+1} E[phi' phi'](Sigma^l).
-    ``kernels(S)`` returns (E[phi phi], E[phi' phi']) for a covariance matrix S."""
-    S = [None, sw2 * X @ X.T / X.shape[1] + sb2]
-    D = {}
-    for l in range(1, L + 1):
-        k, kd = kernels(S[l])
-        S.append(sw2 * k + sb2)
-        D[l] = kd
-    P = sw2 * D[L]
-    ntk = S[L + 1] + P * S[L]
-    for l in range(L - 1, 0, -1):
-        P = sw2 * P * D[l]
-        ntk += P * S[l]
-    return S[L + 1], ntk
 
 
 def numpy_baseline(phi, X, L, sw2=2.0, sb2=0.1):
@@ -148,41 +119,13 @@ def tanh_accuracy(N, repeat, tmp):
           f"max error estimate {est:.1e}")
 
 
-def _rule(center):
-    """Gauss-Legendre on [-12.5, 12.5], graded towards ``center``, weighted by the N(0, 1) density."""
-    x, w = np.polynomial.legendre.leggauss(20)
-    grading = np.array([0, 1e-3, 1e-2, 0.05, 0.2, 0.5, 1, 2, 3.5, 5, 7, 9.5, 12.5])
-    # The end points are always edges: a nearly singular pair puts the centre far outside.
-    edges = np.unique(np.clip(np.concatenate([[-12.5, 12.5], center - grading, center + grading]), -12.5, 12.5))
-    a, b = edges[:-1, None], edges[1:, None]
-    z = (0.5 * (b - a) * (x + 1) + a).ravel()
-    return z, (0.5 * (b - a) * w).ravel() * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
-
-
-def _e2(f, g, a, b, c):
-    z, wz = _rule(0.0)
-    s = math.sqrt(max(b - c * c / a, 0.0))
-    total = 0.0
-    for zi, wi in zip(z, wz):
-        u = math.sqrt(a) * zi
-        m = c / a * u
-        if s <= 1e-7 * math.sqrt(b):  # (nearly) identical inputs: v = m up to O(s^2) in the mean
-            total += wi * f(u) * g(m)
-            continue
-        z2, w2 = _rule(-m / s)
-        total += wi * f(u) * np.sum(w2 * g(m + s * z2))
-    return total
-
-
 def _tanh_truth(X, L, sw2=2.0, sb2=0.1):
-    n = len(X)
-    dt = lambda x: 1 - np.tanh(x) ** 2  # noqa: E731
+    """The recursion with every kernel entry by nested Gauss-Legendre (tests/gaussian_truths.py)."""
+    def dt(x):
+        return 1 - np.tanh(x) ** 2
 
-    def kernels(S):
-        pairs = [[(S[p, p], S[q, q], S[p, q]) for q in range(n)] for p in range(n)]
-        return (np.array([[_e2(np.tanh, np.tanh, *abc) for abc in row] for row in pairs]),
-                np.array([[_e2(dt, dt, *abc) for abc in row] for row in pairs]))
-    return mlp_recursion(kernels, X, L, sw2, sb2)
+    return mlp_recursion(lambda S: (on_pairs(lambda a, b, c: integrate2(np.tanh, np.tanh, a, b, c), S),
+                                    on_pairs(lambda a, b, c: integrate2(dt, dt, a, b, c), S)), X, L, sw2, sb2)
 
 
 def monte_carlo(repeat):

@@ -13,65 +13,15 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import erf as sp_erf, ndtr
 
 import tensorprog
-from gaussian_truths import erf_erf, erfp_erfp, gelu_gelu, relu_relu, step_step
+from gaussian_truths import erf_erf, erfp_erfp, gelu_gelu, integrate2, relu_relu, step_step
+from mlp_truths import inline_data, mlp_program, mlp_recursion, on_pairs
 
 # identical (0, 1), antipodal (0, 2), zero norm (3), generic (4)
 X = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.6, 0.8, 0.0]])
 
 
 def program(phi, L, sw2, sb2, points=X):
-    rows = ", ".join("[" + ", ".join(repr(float(v)) for v in r) + "]" for r in points)
-    return f"""
-const L = {L}, sw2 = {sw2}, sb2 = {sb2}
-data X = [{rows}]
-matrix W[l] ~ N(0, sw2/n) for l in 2..L
-vector b[l] ~ N(0, sb2) for l in 2..L
-vector g[1][i] ~ N(0, sw2 * dot(X[i], X[i']) / dim(X) + sb2)
-vector v ~ N(0, sw2)
-for l in 2..L: g[l][i] = W[l] @ {phi}(g[l-1][i]) + b[l]
-dg[L][i] = v * {phi}'(g[L][i])
-for l in reversed(1..L-1): dg[l][i] = {phi}'(g[l][i]) * (W[l+1].T @ dg[l+1][i])
-out NNGP[i, j] = sw2 * mean({phi}(g[L][i]) * {phi}(g[L][j])) + sb2
-out NTK[i, j] = (sw2 * mean({phi}(g[L][i]) * {phi}(g[L][j])) + sb2
-                 + sum(mean(dg[l][i] * dg[l][j]) * (sw2 * mean({phi}(g[l-1][i]) * {phi}(g[l-1][j])) + sb2)
-                       for l in 2..L)
-                 + mean(dg[1][i] * dg[1][j]) * (sw2 * dot(X[i], X[j]) / dim(X) + sb2))
-"""
-
-
-# ------------------------------------------------------------------ independent 2-d integration
-
-GRADING = np.array([0.0, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5, 1.0, 2.0, 3.5, 5.0, 7.0, 9.5, 12.5])
-XL, WL = np.polynomial.legendre.leggauss(20)
-
-
-def graded_rule(center):
-    """Gauss-Legendre on pieces of [-12.5, 12.5] graded towards ``center`` (where a steep function
-    turns), including the N(0, 1) density: (nodes, weights)."""
-    edges = np.unique(np.clip(np.concatenate([center - GRADING, center + GRADING, [-12.5, 12.5]]), -12.5, 12.5))
-    a, b = edges[:-1, None], edges[1:, None]
-    z = (0.5 * (b - a) * (XL + 1) + a).ravel()
-    w = (0.5 * (b - a) * WL).ravel()
-    return z, w * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
-
-
-def integrate2(f, g, a, b, c):
-    """E[f(u) g(v)], (u, v) ~ N(0, [[a, c], [c, b]]), nested: u = sqrt(a) z, then v given u,
-    v = (c/a) u + s z' with s^2 = b - c^2/a; each level graded towards the zero of its argument."""
-    z, wz = graded_rule(0.0)
-    if a <= 0:
-        return float(f(np.zeros(1))[0] * np.sum(wz * g(math.sqrt(max(b, 0)) * z)))
-    s = math.sqrt(max(b - c * c / a, 0.0))
-    total = 0.0
-    for zi, wi in zip(z, wz):
-        u = math.sqrt(a) * zi
-        m = (c / a) * u
-        if s == 0:
-            total += wi * f(np.array([u]))[0] * g(np.array([m]))[0]
-            continue
-        z2, w2 = graded_rule(-m / s)
-        total += wi * f(np.array([u]))[0] * np.sum(w2 * g(m + s * z2))
-    return float(total)
+    return mlp_program(phi, L, sw2, sb2, inline_data(points))
 
 
 tanh = np.tanh
@@ -97,24 +47,10 @@ KERNELS = {
 }
 
 
-def hand_nngp_ntk(phi, L, sw2, sb2):
-    """Sigma^1 = sw2 <x, x'>/d + sb2; Sigma^{l+1} = sw2 E[phi phi](Sigma^l) + sb2;
-    P^L = sw2 E[phi' phi'](Sigma^L), P^l = sw2 P^{l+1} E[phi' phi'](Sigma^l);
-    NTK = Sigma^{L+1} + sum_{l=1}^{L} P^l Sigma^l."""
+def hand_nngp_ntk(phi, L, sw2, sb2, points=X):
+    """The layer recursion (mlp_truths.mlp_recursion) with the kernels of KERNELS entry by entry."""
     k, kd = KERNELS[phi]
-    n = len(X)
-
-    def apply(f, S):
-        return np.array([[f(S[p, p], S[q, q], S[p, q]) for q in range(n)] for p in range(n)])
-
-    S = [None, sw2 * X @ X.T / X.shape[1] + sb2]
-    for _ in range(L):
-        S.append(sw2 * apply(k, S[-1]) + sb2)
-    P = {L: sw2 * apply(kd, S[L])}
-    for l in range(L - 1, 0, -1):
-        P[l] = sw2 * P[l + 1] * apply(kd, S[l])
-    ntk = S[L + 1] + sum(P[l] * S[l] for l in range(1, L + 1))
-    return S[L + 1], ntk
+    return mlp_recursion(lambda S: (on_pairs(k, S), on_pairs(kd, S)), points, L, sw2, sb2)
 
 
 CASES = [("relu", 3, 2.0, 0.1), ("relu", 5, 2.0, 0.0), ("erf", 4, 1.5, 0.2), ("erf", 2, 3.0, 0.0),
@@ -273,21 +209,16 @@ def test_generated_kernels_match_the_numpy_path_on_a_large_grid():
     the reference numpy path and the hand recursion must agree with it."""
     from tensorprog.numeric.evaluate import Evaluator
 
-    global X
-    saved = X
-    try:
-        rng = np.random.default_rng(3)
-        X = rng.standard_normal((300, 3))
-        X[1], X[2], X[3] = X[0], -X[0], 0.0
-        limit = tensorprog.derive(program("relu", 4, 2.0, 0.1, points=X))
-        fast = Evaluator(limit).run()
-        slow = Evaluator(limit, backend="numpy").run()
-        nngp, ntk = hand_nngp_ntk("relu", 4, 2.0, 0.1)
-        for name, truth in (("NNGP", nngp), ("NTK", ntk)):
-            np.testing.assert_allclose(fast[name].value, slow[name].value, rtol=1e-12, atol=1e-12)
-            np.testing.assert_allclose(fast[name].value, truth, rtol=1e-10, atol=1e-10)
-    finally:
-        X = saved
+    rng = np.random.default_rng(3)
+    points = rng.standard_normal((300, 3))
+    points[1], points[2], points[3] = points[0], -points[0], 0.0
+    limit = tensorprog.derive(program("relu", 4, 2.0, 0.1, points=points))
+    fast = Evaluator(limit).run()
+    slow = Evaluator(limit, backend="numpy").run()
+    nngp, ntk = hand_nngp_ntk("relu", 4, 2.0, 0.1, points=points)
+    for name, truth in (("NNGP", nngp), ("NTK", ntk)):
+        np.testing.assert_allclose(fast[name].value, slow[name].value, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(fast[name].value, truth, rtol=1e-10, atol=1e-10)
 
 
 def test_tanh_on_a_large_grid_takes_the_hermite_diagonal_and_matches_the_hand_recursion():
