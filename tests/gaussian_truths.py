@@ -1,46 +1,48 @@
 """Closed forms of E[phi(u) psi(v)], (u, v) ~ N(0, [[a, c], [c, b]]), written out for the tests.
 
 These are the independent truths the tests compare tensorprog against (THEORY.md section 5);
-they share nothing with the package's own rule table.  Scalar versions (plain floats).  Where no
-closed form exists, ``integrate2`` integrates by nested Gauss-Legendre quadrature, graded at the
-turning points.
+they share nothing with the package's own rule table.  numpy expressions: a, b, c may be floats or
+broadcasting arrays (all pairs of a kernel at once).  Where no closed form exists, ``integrate2``
+integrates by nested Gauss-Legendre quadrature, graded at the turning points.
 """
 import math
 
 import numpy as np
 
 
-def corr(a, b, c):
-    """c / sqrt(a b) clamped to [-1, 1]; 0 when a variance is 0."""
-    return 0.0 if a * b <= 0 else min(1.0, max(-1.0, c / math.sqrt(a * b)))
+def angle(a, b, c):
+    """theta = acos(c / sqrt(ab)), computed as atan2(sqrt(ab - c^2), c) so that it is exactly 0 for
+    c = a = b; pi/2 when a variance is 0.  Returns (theta, ab)."""
+    ab = a * b
+    return np.where(ab > 0, np.arctan2(np.sqrt(np.maximum(ab - c * c, 0.0)), c), np.pi / 2), ab
 
 
 def relu_relu(a, b, c):
-    """Arc-cosine kernel of order 1: sqrt(ab)/(2 pi) (sin t + (pi - t) cos t), t = acos(rho)."""
-    t = math.acos(corr(a, b, c))
-    return math.sqrt(a * b) / (2 * math.pi) * (math.sin(t) + (math.pi - t) * math.cos(t))
+    """Arc-cosine kernel of order 1: sqrt(ab)/(2 pi) (sin t + (pi - t) cos t), t = theta."""
+    t, ab = angle(a, b, c)
+    return (np.sqrt(np.maximum(ab - c * c, 0.0)) + (np.pi - t) * c) / (2 * np.pi)
 
 
 def step_step(a, b, c):
-    """(pi - t) / (2 pi); with step(0) = 1/2 this is also right at zero variance (rho = 0)."""
-    return (math.pi - math.acos(corr(a, b, c))) / (2 * math.pi)
+    """(pi - t) / (2 pi); with step(0) = 1/2 this is also right at zero variance (t = pi/2)."""
+    return (np.pi - angle(a, b, c)[0]) / (2 * np.pi)
 
 
 def erf_erf(a, b, c):
     """(2/pi) asin(2c / sqrt((1 + 2a)(1 + 2b)))."""
-    return 2 / math.pi * math.asin(2 * c / math.sqrt((1 + 2 * a) * (1 + 2 * b)))
+    return 2 / np.pi * np.arcsin(2 * c / np.sqrt((1 + 2 * a) * (1 + 2 * b)))
 
 
 def erfp_erfp(a, b, c):
     """E[erf'(u) erf'(v)] = (4/pi) / sqrt((1 + 2a)(1 + 2b) - 4c^2)."""
-    return 4 / math.pi / math.sqrt((1 + 2 * a) * (1 + 2 * b) - 4 * c * c)
+    return 4 / np.pi / np.sqrt((1 + 2 * a) * (1 + 2 * b) - 4 * c * c)
 
 
 def gelu_gelu(a, b, c):
     """c/4 + c/(2 pi) asin(c / sqrt((1+a)(1+b))) + (ab + c^2 (1/(1+a) + 1/(1+b) - 1)) / (2 pi sqrt(D))."""
     D = (1 + a) * (1 + b) - c * c
-    return (c / 4 + c / (2 * math.pi) * math.asin(c / math.sqrt((1 + a) * (1 + b)))
-            + (a * b + c * c * (1 / (1 + a) + 1 / (1 + b) - 1)) / (2 * math.pi * math.sqrt(D)))
+    return (c / 4 + c / (2 * np.pi) * np.arcsin(c / np.sqrt((1 + a) * (1 + b)))
+            + (a * b + c * c * (1 / (1 + a) + 1 / (1 + b) - 1)) / (2 * np.pi * np.sqrt(D)))
 
 
 # ------------------------------------------------------------------ independent 2-d integration

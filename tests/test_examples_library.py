@@ -22,6 +22,7 @@ import tensorprog
 from tensorprog.limit.symbols import Integral, qrefs_in
 from tensorprog.numeric.npfuncs import compile_numpy
 from tensorprog.simulate import convergence
+from gaussian_truths import erf_erf, erfp_erfp, gelu_gelu, relu_relu, step_step
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MLP_X = np.array([[1, 0, 0], [0.6, 0.8, 0], [2, 0, 0], [-1, 0, 0]], dtype=float)
@@ -39,35 +40,6 @@ def with_data(name, old, new):
 
 
 # ---------------------------------------------------------------------- two-variable kernels
-
-def _angle(a, b, c):
-    """theta = acos(c / sqrt(ab)) as atan2(sqrt(ab - c^2), c): exactly 0 when c = a = b."""
-    ab = a * b
-    return np.where(ab > 0, np.arctan2(np.sqrt(np.maximum(ab - c * c, 0.0)), c), np.pi / 2), ab
-
-
-def relu_relu(a, b, c):
-    t, ab = _angle(a, b, c)
-    return (np.sqrt(np.maximum(ab - c * c, 0.0)) + (np.pi - t) * c) / (2 * np.pi)
-
-
-def step_step(a, b, c):
-    return (np.pi - _angle(a, b, c)[0]) / (2 * np.pi)
-
-
-def erf_erf(a, b, c):
-    return 2 / np.pi * np.arcsin(2 * c / np.sqrt((1 + 2 * a) * (1 + 2 * b)))
-
-
-def derf_derf(a, b, c):
-    return 4 / np.pi / np.sqrt((1 + 2 * a) * (1 + 2 * b) - 4 * c * c)
-
-
-def gelu_gelu(a, b, c):
-    D = (1 + a) * (1 + b) - c * c
-    return (c / 4 + c / (2 * np.pi) * np.arcsin(c / np.sqrt((1 + a) * (1 + b)))
-            + (a * b + c * c * (1 / (1 + a) + 1 / (1 + b) - 1)) / (2 * np.pi * np.sqrt(D)))
-
 
 _XL, _WL = np.polynomial.legendre.leggauss(16)
 _EDGES = np.linspace(-10.0, 10.0, 27)
@@ -113,7 +85,7 @@ def _numeric(f, g):
 
 KERNELS = {  # phi -> (E[phi phi], E[phi' phi'])
     "relu": (relu_relu, step_step),
-    "erf": (erf_erf, derf_derf),
+    "erf": (erf_erf, erfp_erfp),
     "gelu": (gelu_gelu, _numeric(dgelu, dgelu)),
     "tanh": (_numeric(np.tanh, np.tanh), _numeric(dtanh, dtanh)),
 }
