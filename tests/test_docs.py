@@ -73,15 +73,6 @@ def sources():
     return {p.name: p.read_text() for p in sorted(DOCS.glob("*.md"))}
 
 
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    """The data files the language reference's examples load (as in test_frontend_docs.py)."""
-    np.save(tmp_path / "points.npy", np.array([[1.0, 2.0], [3.0, 4.0]]))
-    (tmp_path / "points.csv").write_text("1, 2\n3, 4\n")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 # ---------------------------------------------------------------------------------- structure
 
 def test_nav_pages_exist_and_every_source_is_in_the_nav(config, sources):

@@ -8,7 +8,6 @@
 """
 import re
 
-import numpy as np
 import pytest
 
 import tensorprog
@@ -109,15 +108,6 @@ def test_functions_and_reserved_names_are_documented(doc):
         assert f"`{name}(" in doc, name
     for name in lowering.RESERVED:
         assert f"`{name}`" in doc or f"`{name}(" in doc, name
-
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    """The files the documentation's examples load."""
-    np.save(tmp_path / "points.npy", np.array([[1.0, 2.0], [3.0, 4.0]]))
-    (tmp_path / "points.csv").write_text("1, 2\n3, 4\n")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_tp_blocks_compile(doc, data_dir):
