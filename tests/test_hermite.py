@@ -116,6 +116,16 @@ def test_coefficients_of_exp(a):
     np.testing.assert_allclose(C[0], expected, rtol=1e-13, atol=1e-15 * math.exp(a))
 
 
+def erf_odd_tail(a, K, terms):
+    """sum_{k >= K, k odd} c_k(a)^2 for erf: E[erf(u) erf(v)] = (2/pi) asin(g_a g_b rho) with
+    g_a^2 = 2a / (1 + 2a), so c_{2m+1}(a)^2 = (2/pi) t_m g_a^{2(2m+1)}, t_m the Taylor coefficients
+    of asin, t_m = (2m)! / (4^m m!^2 (2m + 1)); the first ``terms`` of them."""
+    m = np.arange(terms)
+    taylor = np.exp(gammaln(2 * m + 1) - m * math.log(4.0) - 2 * gammaln(m + 1)) / (2 * m + 1)
+    c2 = (2.0 / math.pi) * taylor * (2 * a / (1 + 2 * a)) ** (2 * m + 1)
+    return c2[2 * m + 1 >= K].sum()
+
+
 @pytest.mark.parametrize("a,K", [(2.0, 24), (10.0, 64)])
 def test_parity_tails_of_erf(a, K):
     # E[erf(u) erf(v)] = (2/pi) asin(g_a g_b rho), g_a^2 = 2a / (1 + 2a), so c_k(a)^2 is
@@ -124,10 +134,7 @@ def test_parity_tails_of_erf(a, K):
     B = H.hermite_projection(z, w, K)
     F = erf(math.sqrt(a) * z)[None, :]
     T = H.parity_tails(F, w, H.series_coefficients(F, B))
-    m = np.arange(5000)
-    taylor = np.exp(gammaln(2 * m + 1) - m * math.log(4.0) - 2 * gammaln(m + 1)) / (2 * m + 1)
-    c2 = (2.0 / math.pi) * taylor * (2 * a / (1 + 2 * a)) ** (2 * m + 1)
-    exact_odd = c2[2 * m + 1 >= K].sum()
+    exact_odd = erf_odd_tail(a, K, 5000)
     assert exact_odd > 1e-8
     assert abs(T[0, 1] - exact_odd) <= 1e-13
     assert T[0, 0] <= 1e-30
@@ -157,10 +164,7 @@ def test_parity_tails_below_rounding_are_accurate():
     B = H.hermite_projection(z, w, K)
     F = erf(math.sqrt(a) * z)[None, :]
     T = H.parity_tails(F, w, H.series_coefficients(F, B))
-    m = np.arange(400)
-    taylor = np.exp(gammaln(2 * m + 1) - m * math.log(4.0) - 2 * gammaln(m + 1)) / (2 * m + 1)
-    c2 = (2.0 / math.pi) * taylor * (2 * a / (1 + 2 * a)) ** (2 * m + 1)
-    exact_odd = c2[2 * m + 1 >= K].sum()
+    exact_odd = erf_odd_tail(a, K, 400)
     assert exact_odd < 1e-16
     assert abs(T[0, 1] - exact_odd) <= 0.1 * exact_odd
 

@@ -192,24 +192,21 @@ class NumbaPrinter(StrPrinter):
 
 HELPERS = """\
 @njit(inline="always", **_JIT)
-def _safe_corr(c, a, b):
+def _corr_sd(c, sa, sb):
+    # clamp(c / (sa sb), -1, 1), 0 unless sa sb > 0 (sa = sqrt(a) is NaN for a < 0: also 0).
     # Within a few ulp of +-1 the inputs are identical (or antipodal) in float64: snap, because
     # acos amplifies a 1-ulp difference (diagonal and pair quantities rounded apart) to 1e-8.
-    ab = a * b
-    r = c / math.sqrt(ab if ab > 0.0 else 1.0)
-    r = min(1.0, max(-1.0, r))
-    r = 1.0 if r > 1.0 - 1e-15 else (-1.0 if r < -1.0 + 1e-15 else r)
-    return r if ab > 0.0 else 0.0
-
-
-@njit(inline="always", **_JIT)
-def _corr_sd(c, sa, sb):
-    # _safe_corr from standard deviations (sa = sqrt(a), sb = sqrt(b), NaN for a < 0: then 0).
     s = sa * sb
     r = c / (s if s > 0.0 else 1.0)
     r = min(1.0, max(-1.0, r))
     r = 1.0 if r > 1.0 - 1e-15 else (-1.0 if r < -1.0 + 1e-15 else r)
     return r if s > 0.0 else 0.0
+
+
+@njit(inline="always", **_JIT)
+def _safe_corr(c, a, b):
+    ab = a * b
+    return _corr_sd(c, math.sqrt(ab if ab > 0.0 else 0.0), 1.0)
 
 
 @njit(inline="always", **_JIT)
