@@ -277,7 +277,7 @@ class FusedKernel:
         loops = [f"{'    ' * p}for i{p} in {'prange' if p == 0 else 'range'}(out_shape[{p}]):" for p in range(k)]
         self.fn_name = "fused_" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
         src = ["@njit(parallel=True, **_JIT)", f"def {self.fn_name}({', '.join(params)}):"]
-        src += ["    " + ln for ln in loops] + ["    " + "    " * k + ln for ln in lines]
+        src += ["    " + ln for ln in loops] + ["    " + "    " * k + ln for ln in lines or ["pass"]]
         self.source = module_source("\n".join(src))
 
     @property

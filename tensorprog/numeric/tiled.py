@@ -105,7 +105,8 @@ class Segment:
             name = "tile_" + hashlib.sha256(text.encode()).hexdigest()[:12]
             if name not in tiles:
                 tiles[name] = ("@njit(**_JIT)\n" + f"def {name}({', '.join(params)}):\n    for t in range(n):\n"
-                               + "\n".join("        " + ln for ln in src_lines + store))
+                               # a group whose values are all unused has no lines: "pass" keeps it valid
+                               + "\n".join("        " + ln for ln in (src_lines + store or ["pass"])))
             arrays, read_rows = [], []
             for m, ((p, pattern), kd) in enumerate(zip(body.reads, kinds)):
                 if p in member_set:
@@ -144,7 +145,7 @@ class Segment:
                 pre_body = pre_lines + [f"h{x}[t] = {tname}" for x, tname in enumerate(hoisted)]
                 pre = "pre_" + hashlib.sha256(("\n".join(pre_body) + repr(pre_params)).encode()).hexdigest()[:12]
                 tiles.setdefault(pre, "@njit(**_JIT)\n" + f"def {pre}(n, {', '.join(pre_params)}):\n"
-                                 "    for t in range(n):\n" + "\n".join("        " + ln for ln in pre_body))
+                                 "    for t in range(n):\n" + "\n".join("        " + ln for ln in pre_body or ["pass"]))
                 hbufs = [f"hb{nbufs + x}" for x in range(len(hoisted))]
                 nbufs += len(hoisted)
                 prelude += [f"{b} = np.empty(last)" for b in hbufs]
