@@ -444,25 +444,25 @@ class Evaluator:
             return self.values[q], (err if np.ndim(err) else np.broadcast_to(float(err), grid))
         return self.expr(expr, grid)
 
-    def methods_behind(self, expr, seen=None):
-        """The numeric methods of every quantity an expression depends on."""
-        seen = set() if seen is None else seen
-        out = set()
-        for r in qrefs_in(sympy.sympify(expr)):
-            q = quantity_of(r)
-            if q in seen:
-                continue
-            seen.add(q)
-            out.add(self.methods.get(q, "?"))
-            d = q.definition
-            if isinstance(d, sympy.Basic):
-                out |= self.methods_behind(d, seen)
-            elif isinstance(d, Integral):
-                for m in list(d.mean) + list(d.cov):
-                    out |= self.methods_behind(m, seen)
-            elif isinstance(d, SteinCoefficient):
-                for m in list(d.moments) + list(d.cov):
-                    out |= self.methods_behind(m, seen)
+    def methods_behind(self, expr):
+        """The numeric methods of every quantity an expression depends on (a walk over the
+        dependency graph with an explicit stack: its depth grows with the program, e.g. L layers)."""
+        seen, out = set(), set()
+        stack = [sympy.sympify(expr)]
+        while stack:
+            for r in qrefs_in(stack.pop()):
+                q = quantity_of(r)
+                if q in seen:
+                    continue
+                seen.add(q)
+                out.add(self.methods.get(q, "?"))
+                d = q.definition
+                if isinstance(d, sympy.Basic):
+                    stack.append(d)
+                elif isinstance(d, Integral):
+                    stack.extend(sympy.sympify(m) for m in list(d.mean) + list(d.cov))
+                elif isinstance(d, SteinCoefficient):
+                    stack.extend(sympy.sympify(m) for m in list(d.moments) + list(d.cov))
         return out
 
 
