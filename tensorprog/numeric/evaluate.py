@@ -27,6 +27,11 @@ from .npfuncs import compile_numpy
 from .results import OutputResult, Results
 
 _R = tuple(sympy.Symbol(f"_r{k}", real=True) for k in range(4096))
+
+
+def _ref_symbols(n):
+    """n distinct placeholder symbols (an NTK sum over L layers references ~3 L quantities)."""
+    return _R[:n] if n <= len(_R) else _R + tuple(sympy.Symbol(f"_r{k}", real=True) for k in range(len(_R), n))
 _U = sympy.Symbol("_u", real=True)
 ROW_CACHE_BYTES = 256 << 20
 
@@ -96,7 +101,7 @@ class Evaluator:
                 raise ValueError(f"complex value {expr}")
             return (np.full(grid, v.real), np.zeros(grid)) if full else (np.float64(v.real), 0.0)
         refs = sorted(qrefs_in(expr), key=sympy.default_sort_key)
-        syms = _R[:len(refs)]
+        syms = _ref_symbols(len(refs))
         body = expr.xreplace(dict(zip(refs, syms)))
         extra = body.free_symbols - set(syms)
         if extra:
