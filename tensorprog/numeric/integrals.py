@@ -63,6 +63,10 @@ LIGHT_GRADING = (0.01, 0.1, 0.5)
 SINGULAR_GRADING = tuple(10.0 ** -k for k in np.arange(0.5, 30.5, 0.5))
 
 
+# Around a smooth function's turn, in units of its width 1 / |a s| (see _quad1d).
+TURN_GRADING = tuple(c * sg for c in (0.25, 1.0, 4.0, 16.0, 64.0) for sg in (1, -1))
+
+
 def _offsets(smooth):
     g = LIGHT_GRADING if smooth else GRADING
     return (0.0,) + g + tuple(-x for x in g)
@@ -261,7 +265,7 @@ def _quad1d(integral, mean, cov, params, options):
     G = mean.shape[0]
     m = mean[:, 0]
     s = np.sqrt(np.maximum(cov[:, 0, 0], 0.0))
-    kinks = []
+    kinks, turns = [], []
     for f in breakpoint_apps(integral.integrand):
         smooth = type(f).__name__ not in NONSMOOTH
         for arg in f.args:
@@ -273,6 +277,13 @@ def _quad1d(integral, mean, cov, params, options):
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = np.where((a * s) != 0, -(a * m + b) / np.where(a * s != 0, a * s, 1.0), np.inf)
             kinks.append((z, _offsets(smooth)))
+            if smooth:
+                # A smooth function turns within |argument| ~ 1 of its zero: 1 / |a s| standard
+                # units, tiny at a large variance (tanh at variance 1e12: 1e-6), where the fixed
+                # grading would miss it (and both orders agree on the wrong value).
+                with np.errstate(divide="ignore"):
+                    width = 1.0 / np.abs(a * s)
+                turns.append((z, width))
     for t in singular_points(integral.integrand, integral.variables):
         alpha, beta = linear_in(t, integral.variables)
         a = np.broadcast_to(_as_param_array(alpha[0], F, params), (G,))
@@ -286,9 +297,12 @@ def _quad1d(integral, mean, cov, params, options):
     for q in ORDERS["quad1d"]:
         x, w = Q.gauss_legendre(q)
         val = np.empty(G)
-        for sl in _chunks(G, q * (sum(len(o) for _, o in kinks) + len(fixed))):
+        for sl in _chunks(G, q * (sum(len(o) for _, o in kinks) + len(TURN_GRADING) * len(turns) + len(fixed))):
             n = sl.stop - sl.start
             brk = [np.clip(k[sl] + d, -Q.ZMAX, Q.ZMAX) for k, offs in kinks for d in offs]
+            with np.errstate(invalid="ignore"):
+                brk += [np.nan_to_num(np.clip(k[sl] + c * wd[sl], -Q.ZMAX, Q.ZMAX), nan=Q.ZMAX)
+                        for k, wd in turns for c in TURN_GRADING]
             pts = np.sort(np.stack([np.full(n, f) for f in fixed] + brk, axis=1), axis=1)
             total = np.zeros(sl.stop - sl.start)
             for p in range(pts.shape[1] - 1):
