@@ -52,3 +52,16 @@ def test_builtin_at_extreme_variance(name, var):
     floor = 1e-15 * max(abs(t), 1e-300)
     assert err <= float(res.error) + floor, (res.method, float(res.value), t, float(res.error))
     assert err <= 1e-6 * abs(t) + 1e-300, (res.method, float(res.value), t)
+
+
+def test_tanh_mlp_at_weight_variance_1e12_agrees_with_monte_carlo():
+    """3-layer tanh MLP, sw2 = 1e12 (issue 18: quadrature was off by 8e5, ~4000x its stated error).
+    Independent truth: Monte Carlo with its standard error (2^20 samples)."""
+    from mlp_truths import inline_data, mlp_program
+
+    X = np.array([[1.0, 0, 0], [0.6, 0.8, 0], [2, 0, 0], [-1, 0, 0]])
+    prog = mlp_program("tanh", 3, 1e12, 0.0, inline_data(X))
+    quad = tensorprog.evaluate(prog)["NNGP"]
+    mc = tensorprog.evaluate(prog, method="mc")["NNGP"]
+    assert np.all(np.abs(quad.value - mc.value) <= 4 * mc.error + quad.error)
+    assert np.all(quad.error <= 1e-4 * np.abs(quad.value))

@@ -72,6 +72,9 @@ def _offsets(smooth):
     return (0.0,) + g + tuple(-x for x in g)
 
 
+_GRADED_KINK = _offsets(False)
+
+
 def _singular_offsets():
     return (0.0,) + SINGULAR_GRADING + tuple(-x for x in SINGULAR_GRADING)
 MAX_NODES_PER_CHUNK = 4_000_000
@@ -384,7 +387,7 @@ def _nested(integral, mean, cov, params, options):
     L = _cholesky(cov, options.get("psd_slack", PSD_SLACK))
     lines = []  # (gamma_0 (G,), gamma (G, d), grading offsets) of every affine argument
     for f in breakpoint_apps(integral.integrand):
-        offs = _offsets(type(f).__name__ not in NONSMOOTH)
+        offs = _offsets(True) if type(f).__name__ not in NONSMOOTH else _GRADED_KINK
         for arg in f.args:
             lin = linear_in(arg, integral.variables)
             if lin is None or all(c == 0 for c in lin[0]):
@@ -408,7 +411,13 @@ def _nested(integral, mean, cov, params, options):
                     num = g0[sl, None] + np.einsum("gqk,gk->gq", z, gm[sl, :k])
                     den = gm[sl, None, k]
                     with np.errstate(divide="ignore", invalid="ignore"):
-                        breaks.append((np.where(den != 0, -num / np.where(den != 0, den, 1.0), np.inf), offs))
+                        center = np.where(den != 0, -num / np.where(den != 0, den, 1.0), np.inf)
+                        breaks.append((center, offs))
+                        if offs is not _GRADED_KINK:
+                            # a smooth function turns within 1 / |gamma_k| of its zero (see _quad1d)
+                            width = np.broadcast_to(1.0 / np.abs(den), center.shape)
+                            breaks += [(np.nan_to_num(center + c * width, nan=np.inf), (0.0,))
+                                       for c in TURN_GRADING]
                 if not breaks:
                     breaks = [(np.full(z.shape[:2], np.inf), (0.0,))]
                 zk, wk = _pieces(breaks, q, *((ZMAX_ND, PIECE_ND) if d > 2 else (Q.ZMAX, PIECE)))
