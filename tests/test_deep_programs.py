@@ -41,3 +41,17 @@ def test_relu_mlp_nngp_ntk_depth_1000():
     np.testing.assert_allclose(np.diag(first), np.diag(2 * (X @ X.T) / 3), rtol=1e-15)
     np.testing.assert_allclose(res["NNGP"].value, nngp, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(res["NTK"].value, ntk, rtol=1e-9)
+
+
+def test_long_sum_of_products_compiles_in_chunks():
+    """An NTK over L layers is a sum of ~L products of quantities; Python's compiler recursed once
+    per operand of the generated a + b + ... (RecursionError at L = 5000); sums longer than MAX_TERMS
+    are compiled in chunks (here 1200 terms: 5 chunks).  Truth: numpy's sum."""
+    import sympy
+
+    from tensorprog.numeric.npfuncs import compile_numpy
+
+    xs = sympy.symbols("x0:1201", real=True)
+    fn = compile_numpy(sympy.Add(*[2 * xs[k] * xs[k + 1] for k in range(1200)]), xs)
+    v = np.random.default_rng(0).standard_normal((1201, 3))
+    np.testing.assert_allclose(fn(*v), 2 * np.sum(v[:-1] * v[1:], axis=0), rtol=1e-12)

@@ -60,7 +60,27 @@ def _float_constants(expr):
     return expr.replace(lambda e: e.is_number and not e.is_Atom and e.is_real, as_float)
 
 
+# A sum of more terms is compiled in chunks: Python's compiler recurses once per operand of
+# a + b + c + ... (an NTK over 5000 layers is a sum of 5000 products: RecursionError).
+MAX_TERMS = 256
+
+
 @functools.lru_cache(maxsize=4096)
 def compile_numpy(expr, symbols):
     """A numpy function of ``symbols`` (a tuple) computing ``expr``."""
-    return sympy.lambdify(symbols, _float_constants(sympy.sympify(expr)), modules=[MODULE, "numpy"], cse=True)
+    expr = sympy.sympify(expr)
+    if expr.is_Add and len(expr.args) > MAX_TERMS:
+        terms = expr.args
+        parts = []
+        for a in range(0, len(terms), MAX_TERMS):
+            chunk = sympy.Add(*terms[a:a + MAX_TERMS])
+            used = [k for k, s in enumerate(symbols) if s in chunk.free_symbols]
+            parts.append((compile_numpy(chunk, tuple(symbols[k] for k in used)), used))
+
+        def total(*args):
+            out = 0.0
+            for fn, used in parts:
+                out = out + fn(*[args[k] for k in used])
+            return out
+        return total
+    return sympy.lambdify(symbols, _float_constants(expr), modules=[MODULE, "numpy"], cse=True)
