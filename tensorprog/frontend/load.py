@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -43,12 +44,26 @@ def parse_define(text: str):
     return name, define_value(name, value)
 
 
+MAX_DEFINE_CHARS = 1000
+MAX_DEFINE_EXPONENT = 1000
+
+
+def _exponent_too_large(text):
+    m = re.search(r"[eE]\s*([+-]?\d+)\s*$", text)
+    return bool(m) and (len(m.group(1).lstrip("+-")) > 6 or abs(int(m.group(1))) > MAX_DEFINE_EXPONENT)
+
+
 def define_value(name, value):
     if isinstance(value, (int, float, Fraction)) and not isinstance(value, bool):
         f = Fraction(value)
     else:
+        text = str(value).strip()
+        # range-check before exact arithmetic: Fraction('1e100000000') builds a 100-million-digit integer
+        if len(text) > MAX_DEFINE_CHARS or _exponent_too_large(text):
+            raise error(None, f"-D {name}: '{text[:40]}' is out of range (at most {MAX_DEFINE_CHARS} characters "
+                              f"and an exponent of magnitude at most {MAX_DEFINE_EXPONENT})")
         try:
-            f = Fraction(str(value).strip())
+            f = Fraction(text)
         except (ValueError, ZeroDivisionError):
             raise error(None, f"-D {name}: '{value}' is not a number") from None
     return sympy.Integer(f.numerator) if f.denominator == 1 else sympy.Rational(f.numerator, f.denominator)
