@@ -52,3 +52,81 @@ def test_define_in_range_still_accepted():
     # 1e3 = 1000 exactly: the exponent limit is not hit, and the value is exact.
     from tensorprog.frontend.load import define_value
     assert define_value("L", "1e3") == 1000 and define_value("s", "2.5e-3") * 400 == 1
+
+
+# ------------------------------------------------------------------ data files
+
+def _load_program(tmp_path, fname):
+    return (tmp_path / "p.tp"), f'data X = load("{fname}")\nvector g[i] ~ N(0, dot(X[i], X[i])/dim(X) + 0.1)\n' \
+                                f'out s[i] = mean(g[i]*g[i])\n'
+
+
+def _parse_load(tmp_path, fname):
+    path, text = _load_program(tmp_path, fname)
+    path.write_text(text)
+    t0 = time.perf_counter()
+    with pytest.raises(TPError) as e:
+        tensorprog.parse(path)
+    assert time.perf_counter() - t0 < 10
+    msg = str(e.value)
+    assert ":1:" in msg and fname in msg
+    return msg
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    os = pytest.importorskip("os")
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    for name in ("pipe.csv", "pipe.npy"):
+        os.mkfifo(tmp_path / name)
+        assert "not a regular file" in _parse_load(tmp_path, name)
+
+
+def test_device_is_refused(tmp_path):
+    (tmp_path / "zero.csv").symlink_to("/dev/zero")
+    assert "not a regular file" in _parse_load(tmp_path, "zero.csv")
+
+
+def test_directory_is_refused(tmp_path):
+    (tmp_path / "dir.csv").mkdir()
+    msg = _parse_load(tmp_path, "dir.csv")
+    assert "not a regular file" in msg or "cannot read" in msg
+
+
+def test_size_limit_names_both_numbers(tmp_path, monkeypatch):
+    from tensorprog.frontend import declarations
+    monkeypatch.setattr(declarations, "MAX_DATA_BYTES", 1000)
+    (tmp_path / "big.csv").write_text("1.0,2.0\n" * 200)          # 1600 bytes
+    msg = _parse_load(tmp_path, "big.csv")
+    assert "1600 bytes" in msg and "1000 bytes" in msg
+
+
+def test_csv_with_one_huge_field(tmp_path):
+    (tmp_path / "huge.csv").write_text("1" * 300_000 + "\n")      # past csv's 131,072-character field limit
+    assert "cannot read huge.csv" in _parse_load(tmp_path, "huge.csv")
+
+
+def test_npy_with_bad_header(tmp_path):
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': ??? }\n" + b"\0" * 16)
+    assert "not a .npy array file" in _parse_load(tmp_path, "bad.npy")
+
+
+def test_npy_with_a_huge_shape_but_no_data(tmp_path):
+    hdr = "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000,), }"
+    hdr = hdr + " " * (63 - len(hdr)) + "\n"
+    (tmp_path / "huge.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(hdr).to_bytes(2, "little") + hdr.encode())
+    msg = _parse_load(tmp_path, "huge.npy")
+    assert "shape (1000000000000,)" in msg and "8000000000000 bytes" in msg and "holds 0 bytes" in msg
+
+
+def test_csv_not_utf8(tmp_path):
+    (tmp_path / "bin.csv").write_bytes(b"1.0,\xff\xfe\n")
+    assert "not UTF-8" in _parse_load(tmp_path, "bin.csv")
+
+
+def test_regular_csv_still_loads(tmp_path):
+    (tmp_path / "ok.csv").write_text("# two points\n1,0\n0,2\n")
+    path, text = _load_program(tmp_path, "ok.csv")
+    path.write_text(text)
+    prog = tensorprog.parse(path)
+    assert prog.data["X"].tolist() == [[1.0, 0.0], [0.0, 2.0]]
