@@ -130,3 +130,36 @@ def test_regular_csv_still_loads(tmp_path):
     path.write_text(text)
     prog = tensorprog.parse(path)
     assert prog.data["X"].tolist() == [[1.0, 0.0], [0.0, 2.0]]
+
+
+# ------------------------------------------------------------------ deep expressions
+
+def _mean_of(expr):
+    return f"vector x ~ N(0, 1)\nout s = mean({expr})\n"
+
+
+@pytest.mark.parametrize("n", [490, 3000])
+def test_long_sums_work(n):
+    # x + x + ... (n terms) is n*x: one output, parsed (was RecursionError at ~490 terms).
+    prog = tensorprog.parse(_mean_of("+".join(["x"] * n)))
+    assert len(prog.outputs) == 1
+
+
+def test_ten_thousand_brackets_work():
+    prog = tensorprog.parse(_mean_of("(" * 10_000 + "x*x" + ")" * 10_000))
+    assert len(prog.outputs) == 1
+
+
+def test_beyond_the_budget_is_a_clear_error():
+    t0 = time.perf_counter()
+    with pytest.raises(TPError) as e:
+        tensorprog.parse(_mean_of("+".join(["x"] * 100_000)))
+    assert time.perf_counter() - t0 < 20
+    assert "nested too deeply" in str(e.value)
+
+
+def test_recursion_limit_restored_after_parse():
+    import sys
+    before = sys.getrecursionlimit()
+    tensorprog.parse(_mean_of("x*x"))
+    assert sys.getrecursionlimit() == before
