@@ -163,3 +163,11 @@ def test_recursion_limit_restored_after_parse():
     before = sys.getrecursionlimit()
     tensorprog.parse(_mean_of("x*x"))
     assert sys.getrecursionlimit() == before
+
+
+def test_source_line_lookup_matches_the_text():
+    # Source.line now splits once; the truth is the text split by hand.
+    from tensorprog.errors import Source
+    text = "a\r\nb\n\nc"
+    src = Source("<t>", text)
+    assert [src.line(i) for i in range(0, 6)] == ["", "a", "b", "", "c", ""]
