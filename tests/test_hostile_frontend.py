@@ -171,3 +171,20 @@ def test_source_line_lookup_matches_the_text():
     text = "a\r\nb\n\nc"
     src = Source("<t>", text)
     assert [src.line(i) for i in range(0, 6)] == ["", "a", "b", "", "c", ""]
+
+
+@pytest.mark.parametrize("fn", ["tanh", "f"])
+def test_derivative_order_limit(fn):
+    from tensorprog.frontend.expressions import MAX_DERIVATIVE_ORDER
+    src = "fn f(u) = tanh(u) * u\nvector x ~ N(0,1)\nout s = mean(" + fn + "'" * 20 + "(x))\n"
+    t0 = time.perf_counter()
+    with pytest.raises(TPError) as e:
+        tensorprog.parse(src)
+    assert time.perf_counter() - t0 < 10
+    msg = str(e.value)
+    assert ":3:" in msg and "order 20" in msg and str(MAX_DERIVATIVE_ORDER) in msg
+
+
+def test_derivative_of_moderate_order_works():
+    prog = tensorprog.parse("vector x ~ N(0,1)\nout s = mean(tanh''''(x))\n")
+    assert len(prog.outputs) == 1
