@@ -188,3 +188,15 @@ def test_derivative_order_limit(fn):
 def test_derivative_of_moderate_order_works():
     prog = tensorprog.parse("vector x ~ N(0,1)\nout s = mean(tanh''''(x))\n")
     assert len(prog.outputs) == 1
+
+
+@pytest.mark.parametrize("expr", [
+    "mean(" + "-" * 10_000 + "x*x)",                        # 10,000 unary minuses (even: +x*x)
+    "mean(x" + "^1" * 1000 + ")",                           # a power chain of 1,000
+    "mean(" + "tanh(" * 327 + "x" + ")" * 327 + ")",        # 327 nested calls
+    "mean(" + "+".join(["x"] * 10_000) + ")",               # a vector sum chain of 10,000
+], ids=["minus10000", "power1000", "calls327", "vsum10000"])
+def test_deep_chains_from_the_issue_parse(expr):
+    t0 = time.perf_counter()
+    prog = tensorprog.parse(_mean_of(expr[5:-1]))
+    assert time.perf_counter() - t0 < 10 and len(prog.outputs) == 1
