@@ -72,6 +72,27 @@ def unrolled_program(depth, points):
     return "\n".join(lines) + "\n"
 
 
+def declarations_program(count):
+    """``count`` independent vector declarations: elaboration must be linear in the program's length."""
+    return "\n".join(f"vector x{i} ~ N(0, 1)" for i in range(count)) + "\nout s = mean(x0 * x1)\n"
+
+
+def linearity(repeat):
+    """Time per declaration at 2,000 and 20,000 declarations, as a ratio (1 = linear; was ~10 when
+    Source.line split the whole text per lookup)."""
+    per = {}
+    for count in (2_000, 20_000):
+        text = declarations_program(count)
+        runs = []
+        for _ in range(max(1, repeat // 2)):
+            t0 = time.process_time()
+            parse(text)
+            runs.append(time.process_time() - t0)
+        per[count] = statistics.median(runs) / count
+        print(f"decls     {count:6d} declarations: {per[count] * count:.3f} s CPU, {per[count] * 1e6:.1f} us each")
+    print(f"linearity: time per declaration at 20,000 / at 2,000 = {per[20_000] / per[2_000]:.2f} (1 = linear)")
+
+
 def timed_phases(text):
     """(wall, CPU) seconds of each phase (syntax, elaboration, check) of one compile, and the program."""
     source = Source("<bench>", text)
@@ -111,6 +132,7 @@ def main():
     print(f"depth {a.depth}, {a.points} input points, median of {a.repeat} after a warm-up")
     for name, make in (("compact", compact_program), ("unrolled", unrolled_program)):
         bench(name, make(a.depth, a.points), a.repeat)
+    linearity(a.repeat)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ they are collected (as many as possible per run) and raised together as a
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 
 
@@ -21,8 +22,13 @@ class Source:
     name: str
     text: str
 
+    @functools.cached_property
+    def lines(self) -> list[str]:
+        # split once: splitting per lookup made elaboration quadratic in the program's length
+        return self.text.splitlines()
+
     def line(self, lineno: int) -> str:
-        lines = self.text.splitlines()
+        lines = self.lines
         return lines[lineno - 1] if 1 <= lineno <= len(lines) else ""
 
 

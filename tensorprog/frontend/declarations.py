@@ -3,6 +3,9 @@ vectors -- jointly Gaussian blocks, with means and covariances evaluated from th
 from __future__ import annotations
 
 import csv
+import io
+import os
+import stat
 
 import numpy as np
 import sympy
@@ -75,16 +78,18 @@ class Declarations:
         if path.suffix not in (".npy", ".csv", ".txt"):
             raise error(pos, f"cannot load '{call.args[0].value}': use a .npy or .csv file")
         try:
+            data = _read_bounded(path, pos)
             if path.suffix == ".npy":
-                arr = np.load(path, allow_pickle=False)
+                arr = _npy_array(data, path.name, pos)
                 if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
                     raise error(pos, f"{path.name} must hold an array of real numbers")
                 return np.asarray(arr, dtype=np.float64)
-            with open(path, newline="", encoding="utf-8") as fh:
-                return _csv_array(fh, path.name, pos)
+            return _csv_array(io.StringIO(data.decode("utf-8"), newline=""), path.name, pos)
         except FileNotFoundError:
             raise error(pos, f"no such file: {path}") from None
-        except (ValueError, OSError) as e:
+        except UnicodeDecodeError as e:
+            raise error(pos, f"cannot read {path.name}: not UTF-8 text (byte {e.start})") from None
+        except (ValueError, OSError, EOFError, SyntaxError, csv.Error) as e:
             what = "not a .npy array file" if path.suffix == ".npy" else str(e).split(". ")[0]
             raise error(pos, f"cannot read {path.name}: {what}") from None
 
@@ -334,6 +339,54 @@ def _nonnegative(x: sympy.Expr) -> bool:
 def _data_number(v: float) -> sympy.Expr:
     """A number computed from data: an exact Integer when integral, else the float64 value itself."""
     return sympy.Integer(int(v)) if v.is_integer() else sympy.Float(v)
+
+
+MAX_DATA_BYTES = 64 * 2**20
+
+
+def _read_bounded(path, pos):
+    """The bytes of a regular file of at most MAX_DATA_BYTES.
+
+    Opened non-blocking and checked on the open descriptor: a FIFO would block in open() and a device
+    such as /dev/zero never ends, so only regular files are read, and never more than the limit.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(pos, f"cannot load {path.name}: not a regular file (FIFOs, devices and directories "
+                             f"are refused)")
+        if st.st_size > MAX_DATA_BYTES:
+            raise error(pos, f"cannot load {path.name}: {st.st_size} bytes is more than the limit of "
+                             f"{MAX_DATA_BYTES} bytes for a data file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_DATA_BYTES + 1)
+        if len(data) > MAX_DATA_BYTES:     # grew while being read
+            raise error(pos, f"cannot load {path.name}: more than the limit of {MAX_DATA_BYTES} bytes "
+                             f"for a data file")
+        return data
+    finally:
+        os.close(fd)
+
+
+def _npy_array(data: bytes, name, pos):
+    """The array of a .npy file's bytes, its header validated first: the shape must match the data present
+    (a forged header with a huge shape would otherwise allocate terabytes before noticing)."""
+    fmt = np.lib.format
+    fp = io.BytesIO(data)
+    version = fmt.read_magic(fp)
+    reader = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+    if reader is None:
+        raise ValueError(f"unsupported .npy version {version}")
+    shape, fortran, dtype = reader(fp)
+    if dtype.hasobject or dtype.itemsize == 0:
+        raise error(pos, f"{name} must hold an array of real numbers")
+    want = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    have = len(data) - fp.tell()
+    if want != have:
+        raise error(pos, f"cannot read {name}: its header announces shape {shape} ({want} bytes of data) "
+                         f"but the file holds {have} bytes of data")
+    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def _csv_array(lines, name, pos):

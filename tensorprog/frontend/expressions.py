@@ -202,6 +202,7 @@ def _finite(v, node):
 
 # Exact arithmetic would spend unbounded time and memory on a power such as 9^9^9.
 MAX_POWER_BITS = 100_000
+MAX_DERIVATIVE_ORDER = 12
 
 
 def _check_power(a, b, node):
@@ -325,6 +326,10 @@ def _resolve_function(el, node):
     name = node.func
     base = name.rstrip("'")
     order = len(name) - len(base)
+    if order > MAX_DERIVATIVE_ORDER:
+        # symbolic derivatives grow exponentially with the order (tanh with 20 primes took minutes)
+        raise error(node.func_pos or node.pos, f"derivative of order {order} of '{base}': at most "
+                                               f"{MAX_DERIVATIVE_ORDER} primes are allowed")
     if base in el.fns:
         uf = el.fns[base]
         body = uf.body

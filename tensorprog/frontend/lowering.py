@@ -33,6 +33,14 @@ from .scope import (MAX_UNROLL, RESERVED, Ctx, FVar, Leaf, NameEntry, Scope, Use
 from .terms import DataT, ListT, MatT, Num, ScalT, VecT, WidthT, kind_name, width_limit
 
 
+class _UnrollLimit(Exception):
+    """The total unrolled iteration count passed MAX_UNROLL: stop elaborating (carries the TPError)."""
+
+    def __init__(self, err):
+        super().__init__(str(err))
+        self.error = err
+
+
 class Elaborator(Declarations, Outputs):
     def __init__(self, source, defines=None, base_dir=None):
         self.source = source
@@ -55,11 +63,17 @@ class Elaborator(Declarations, Outputs):
         self.width_scalars = {}
         self.outs: dict[str, _OutBuilder] = {}
         self.blocks = []
+        # iterations unrolled so far, nested loops included: the limit is on the total, not per loop
+        self.unrolled = 0
 
     # ------------------------------------------------------------------ driver
 
     def run(self, module: ast.Module):
-        self.stmts(module.statements, Scope())
+        try:
+            self.stmts(module.statements, Scope())
+        except _UnrollLimit as stop:
+            self.diags.extend(stop.error)
+            self.diags.raise_if_errors()
         for name in sorted(set(self.defines) - self.used_defines):
             self.diags.add(whole_file(self.source), f"-D {name}=...: the program has no const named '{name}'"
                            + did_you_mean(name, self.consts))
@@ -125,6 +139,12 @@ class Elaborator(Declarations, Outputs):
         total = int(np.prod([len(r) for _, r in ranges], dtype=np.float64))
         if total > MAX_UNROLL:
             raise error(loops[0].pos, f"this loop unrolls to {total} iterations; at most {MAX_UNROLL} are allowed")
+        if loops:
+            self.unrolled += total
+            if self.unrolled > MAX_UNROLL:
+                # fatal: the enclosing loops would otherwise repeat the same error once per iteration
+                raise _UnrollLimit(error(loops[0].pos, f"the loops unroll to more than {MAX_UNROLL} iterations in "
+                                                       f"total (nested loops included): {self.unrolled} so far"))
         out = []
         for combo in itertools.product(*(r for _, r in ranges)):
             b = dict(fam)
