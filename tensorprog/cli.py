@@ -28,6 +28,9 @@ def _common(p):
     p.add_argument("program", help="a .tp file")
     p.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
                    help="override a const of the program (repeatable)")
+    p.add_argument("--limit", dest="limits", action="append", default=[], metavar="NAME=N",
+                   help="raise a front-end limit, e.g. unroll=500000 or source_lines=100000 (repeatable; "
+                        "see the language reference, Limits)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,10 +93,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_program(args):
+    from .frontend.limits import parse_limit
     from .frontend.load import parse, parse_define
 
+    limits = dict(parse_limit(text) for text in args.limits)
     defines = dict(parse_define(d) for d in args.defines)
-    return parse(args.program, defines=defines)
+    return parse(args.program, defines=defines, limits=limits)
+
+
+# Monte Carlo streams its samples (memory does not grow with them) but time does: about a second per
+# 10^8 samples and expectation on this class of machine, so 10^10 is already minutes per expectation.
+MAX_SAMPLES = 10**10
+MAX_SEED = 2**63
+MAX_WIDTH = 10**7
+MAX_SEEDS = 100_000
+
+
+def _check_range(value, lo, hi, option, what=""):
+    from .errors import error
+
+    if not lo <= value <= hi:
+        raise error(None, f"{option} must be between {lo} and {hi}{what}, got {value}")
+
+
+def check_output_path(path, suffixes, option):
+    """Refuse, before any work, an output path tpc could not write: a directory, a missing or
+    unwritable parent directory, or an extension it cannot produce."""
+    from .errors import error
+
+    if not path.lower().endswith(tuple(suffixes)):
+        raise error(None, f"{option} {path}: the file name must end in {' or '.join(suffixes)}")
+    if os.path.isdir(path):
+        raise error(None, f"{option} {path}: is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise error(None, f"{option} {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise error(None, f"{option} {path}: not writable")
 
 
 def cmd_check(args):
@@ -125,9 +161,16 @@ def cmd_simulate(args):
     try:
         widths = [int(w) for w in args.widths.split(",")]
     except ValueError:
-        raise error(None, f"--widths expects comma-separated integers, got '{args.widths}'") from None
+        raise error(None, f"--widths expects comma-separated integers, got '{args.widths[:60]}'") from None
     if min(widths) < 1 or args.seeds < 2:
         raise error(None, "widths must be positive and --seeds at least 2 (standard errors need two runs)")
+    _check_range(max(widths), 1, MAX_WIDTH, "each width")
+    _check_range(args.seeds, 2, MAX_SEEDS, "--seeds")
+    _check_range(args.seed, 0, MAX_SEED - 1, "--seed")
+    if args.plot:
+        from .simulate.plot import plot_formats
+
+        check_output_path(args.plot, plot_formats(), "--plot")
     conv = convergence(load_program(args), widths, args.seeds, seed=args.seed, progress=True)
     print(conv.to_json() if args.json else conv.table())
     if args.plot:
@@ -146,8 +189,12 @@ def cmd_eval(args):
 
     if args.samples <= 0:
         raise error(None, "--samples must be positive")
-    if args.out and not args.out.endswith((".npz", ".json")):
-        raise error(None, "--out must name a .npz or .json file")
+    _check_range(args.samples, 2, MAX_SAMPLES, "--samples", " (a standard error needs two samples)")
+    _check_range(args.seed, 0, MAX_SEED - 1, "--seed")
+    if args.threads is not None:
+        _check_range(args.threads, 1, 4096, "--threads")
+    if args.out:
+        check_output_path(args.out, (".npz", ".json"), "--out")
     t0 = time.perf_counter()
     program = load_program(args)
     limit = derive(program)

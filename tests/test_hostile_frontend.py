@@ -93,11 +93,11 @@ def test_directory_is_refused(tmp_path):
     assert "not a regular file" in msg or "cannot read" in msg
 
 
-def test_size_limit_names_both_numbers(tmp_path, monkeypatch):
-    from tensorprog.frontend import declarations
-    monkeypatch.setattr(declarations, "MAX_DATA_BYTES", 1000)
+def test_size_limit_names_both_numbers(tmp_path):
+    from tensorprog.frontend import limits
     (tmp_path / "big.csv").write_text("1.0,2.0\n" * 200)          # 1600 bytes
-    msg = _parse_load(tmp_path, "big.csv")
+    with limits.using({"data_bytes": 1000}):
+        msg = _parse_load(tmp_path, "big.csv")
     assert "1600 bytes" in msg and "1000 bytes" in msg
 
 

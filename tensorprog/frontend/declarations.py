@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import stat
 
 import numpy as np
 import sympy
@@ -13,7 +11,7 @@ import sympy
 from .. import functions as F
 from ..errors import error
 from ..ir.core import WIDTH, Axis, GaussianBlock, InitMatrix, InitScalar, InitVector, Kind
-from . import ast
+from . import ast, limits
 from .scope import RESERVED, Ctx, UserFn, _children, _display, _Poisoned
 from .terms import DataT, ListT, MatT, Num, WidthT, kind_name, width_limit
 
@@ -341,32 +339,12 @@ def _data_number(v: float) -> sympy.Expr:
     return sympy.Integer(int(v)) if v.is_integer() else sympy.Float(v)
 
 
-MAX_DATA_BYTES = 64 * 2**20
+MAX_DATA_BYTES = limits.DEFAULT.data_bytes     # the default; raised with --limit data_bytes=N
 
 
 def _read_bounded(path, pos):
-    """The bytes of a regular file of at most MAX_DATA_BYTES.
-
-    Opened non-blocking and checked on the open descriptor: a FIFO would block in open() and a device
-    such as /dev/zero never ends, so only regular files are read, and never more than the limit.
-    """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise error(pos, f"cannot load {path.name}: not a regular file (FIFOs, devices and directories "
-                             f"are refused)")
-        if st.st_size > MAX_DATA_BYTES:
-            raise error(pos, f"cannot load {path.name}: {st.st_size} bytes is more than the limit of "
-                             f"{MAX_DATA_BYTES} bytes for a data file")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(MAX_DATA_BYTES + 1)
-        if len(data) > MAX_DATA_BYTES:     # grew while being read
-            raise error(pos, f"cannot load {path.name}: more than the limit of {MAX_DATA_BYTES} bytes "
-                             f"for a data file")
-        return data
-    finally:
-        os.close(fd)
+    """The bytes of a regular data file of at most ``limits.data_bytes``."""
+    return limits.read_bounded(path, limits.current().data_bytes, "data_bytes", pos)
 
 
 def _npy_array(data: bytes, name, pos):

@@ -12,7 +12,7 @@ import sympy
 from .. import functions as F
 from ..errors import did_you_mean, error
 from ..ir.core import WIDTH, Kind, Moment
-from . import ast
+from . import ast, limits
 from .terms import (DataT, ListT, MatT, Num, ScalT, VecT, WidthT, data_binop, data_dot, eval_sympy_numpy,
                     kind_name)
 
@@ -200,18 +200,20 @@ def _finite(v, node):
     return v
 
 
-# Exact arithmetic would spend unbounded time and memory on a power such as 9^9^9.
-MAX_POWER_BITS = 100_000
-MAX_DERIVATIVE_ORDER = 12
+# Exact arithmetic would spend unbounded time and memory on a power such as 9^9^9; symbolic derivatives
+# grow exponentially with the order.  Defaults of limits.Limits (power_bits, derivative_order).
+MAX_POWER_BITS = limits.DEFAULT.power_bits
+MAX_DERIVATIVE_ORDER = limits.DEFAULT.derivative_order
 
 
 def _check_power(a, b, node):
-    """Refuse an exact power base^exponent whose result would have more than MAX_POWER_BITS bits."""
+    """Refuse an exact power base^exponent whose result would have more than ``limits.power_bits`` bits."""
     if not (a.is_Rational and b.is_Number) or a in (0, 1, -1):
         return
     bits = max(abs(a.p).bit_length(), abs(a.q).bit_length())
-    if abs(float(b)) * bits > MAX_POWER_BITS:
-        raise error(node.pos, "this power is too large to compute")
+    if abs(float(b)) * bits > limits.current().power_bits:
+        raise error(node.pos, f"this power is too large to compute (more than {limits.current().power_bits} "
+                              f"bits; raise with --limit power_bits=N)")
 
 
 def binop(el, op, a, b, node, ctx):
@@ -326,10 +328,12 @@ def _resolve_function(el, node):
     name = node.func
     base = name.rstrip("'")
     order = len(name) - len(base)
-    if order > MAX_DERIVATIVE_ORDER:
+    max_order = limits.current().derivative_order
+    if order > max_order:
         # symbolic derivatives grow exponentially with the order (tanh with 20 primes took minutes)
         raise error(node.func_pos or node.pos, f"derivative of order {order} of '{base}': at most "
-                                               f"{MAX_DERIVATIVE_ORDER} primes are allowed")
+                                               f"{max_order} primes are allowed (raise with --limit "
+                                               f"derivative_order=N)")
     if base in el.fns:
         uf = el.fns[base]
         body = uf.body

@@ -1,6 +1,7 @@
 """From a path or program text to a checked :class:`~tensorprog.ir.program.Program`."""
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 import threading
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import sympy
 
-from ..errors import Source, error, whole_file
+from ..errors import Source, SourcePos, error, whole_file
 from ..ir.checker import check_program
 from ..ir.program import Program
+from . import limits as _limits
 from .lowering import Elaborator
 from .parser import parse_source
 
@@ -28,13 +30,29 @@ def read_source(path_or_text, name=None) -> tuple[Source, Path]:
             and (path_or_text.endswith(".tp") or os.path.isfile(path_or_text))):
         path = Path(path_or_text)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = _limits.read_bounded(path, _limits.current().source_bytes, "source_bytes", what="read")
+            text = data.decode("utf-8")
         except FileNotFoundError:
             raise error(None, f"no such file: {path}") from None
-        except (OSError, UnicodeDecodeError) as e:
+        except UnicodeDecodeError as e:
+            raise error(None, f"cannot read {path}: not UTF-8 text (byte {e.start})") from None
+        except OSError as e:
             raise error(None, f"cannot read {path}: {e}") from None
-        return Source(name or str(path), text), path.parent
-    return Source(name or "<string>", str(path_or_text)), Path.cwd()
+        return _check_size(Source(name or str(path), text)), path.parent
+    return _check_size(Source(name or "<string>", str(path_or_text))), Path.cwd()
+
+
+def _check_size(source: Source) -> Source:
+    """Refuse program text beyond the source_bytes / source_lines limits (parse time grows with it)."""
+    lim = _limits.current()
+    if len(source.text) > lim.source_bytes:
+        raise error(None, f"{source.name}: the program text has {len(source.text)} characters, more than the "
+                          f"limit of {lim.source_bytes} (raise with --limit source_bytes=N)")
+    lines = source.text.count("\n") + 1
+    if lines > lim.source_lines:
+        raise error(None, f"{source.name}: the program has {lines} lines, more than the limit of "
+                          f"{lim.source_lines} (raise with --limit source_lines=N)")
+    return source
 
 
 def parse_define(text: str):
@@ -46,13 +64,14 @@ def parse_define(text: str):
     return name, define_value(name, value)
 
 
-MAX_DEFINE_CHARS = 1000
-MAX_DEFINE_EXPONENT = 1000
+MAX_DEFINE_CHARS = _limits.DEFAULT.define_chars          # defaults; see _limits.Limits
+MAX_DEFINE_EXPONENT = _limits.DEFAULT.define_exponent
 
 
 def _exponent_too_large(text):
     m = re.search(r"[eE]\s*([+-]?\d+)\s*$", text)
-    return bool(m) and (len(m.group(1).lstrip("+-")) > 6 or abs(int(m.group(1))) > MAX_DEFINE_EXPONENT)
+    return bool(m) and (len(m.group(1).lstrip("+-")) > 6
+                        or abs(int(m.group(1))) > _limits.current().define_exponent)
 
 
 def define_value(name, value):
@@ -61,9 +80,10 @@ def define_value(name, value):
     else:
         text = str(value).strip()
         # range-check before exact arithmetic: Fraction('1e100000000') builds a 100-million-digit integer
-        if len(text) > MAX_DEFINE_CHARS or _exponent_too_large(text):
-            raise error(None, f"-D {name}: '{text[:40]}' is out of range (at most {MAX_DEFINE_CHARS} characters "
-                              f"and an exponent of magnitude at most {MAX_DEFINE_EXPONENT})")
+        lim = _limits.current()
+        if len(text) > lim.define_chars or _exponent_too_large(text):
+            raise error(None, f"-D {name}: '{text[:40]}' is out of range (at most {lim.define_chars} characters "
+                              f"and an exponent of magnitude at most {lim.define_exponent})")
         try:
             f = Fraction(text)
         except (ValueError, ZeroDivisionError):
@@ -71,12 +91,18 @@ def define_value(name, value):
     return sympy.Integer(f.numerator) if f.denominator == 1 else sympy.Rational(f.numerator, f.denominator)
 
 
-def parse(path_or_text, defines=None, name=None) -> Program:
+def parse(path_or_text, defines=None, name=None, limits=None) -> Program:
     """Parse, elaborate and check a .tp program (a path, or the program text).
 
-    ``defines`` overrides consts: ``{"L": 5, "sw2": 1.5}``.  Raises TPError on
+    ``defines`` overrides consts: ``{"L": 5, "sw2": 1.5}``.  ``limits`` raises front-end limits:
+    ``{"unroll": 500_000}`` (see :class:`tensorprog.frontend.limits.Limits`).  Raises TPError on
     any problem with the program.
     """
+    with _limits.using(limits):
+        return _parse(path_or_text, defines, name)
+
+
+def _parse(path_or_text, defines, name):
     source, base = read_source(path_or_text, name)
     defs = {k: define_value(k, v) for k, v in (defines or {}).items()}
 
@@ -94,30 +120,32 @@ def parse(path_or_text, defines=None, name=None) -> Program:
 # (a sum of k terms nests k deep).  Rather than refuse legitimately long sums at Python's default
 # budget of 1000 frames, the front end runs in a thread with a large stack and a raised, bounded budget;
 # past it the program is refused with a clear error instead of an internal RecursionError.
-MAX_NESTING_FRAMES = 60_000
-_STACK_BYTES = 512 * 2**20
+MAX_NESTING_FRAMES = _limits.DEFAULT.nesting     # the default; raised with --limit nesting=N
+_STACK_BYTES_PER_FRAME = 9 * 2**10              # 512 MiB for the default 60,000 frames, measured with margin
 
 
 def _with_deep_stack(work, source):
     result, failure = [], []
+    frames = _limits.current().nesting
 
     def run():
         try:
             result.append(work())
         except RecursionError:
-            failure.append(error(whole_file(source), f"the program is nested too deeply for the front end "
+            failure.append(error(_deepest_point(source), f"the program is nested too deeply for the front end "
                                  f"(expressions, brackets or calls nested beyond its budget of "
-                                 f"{MAX_NESTING_FRAMES} levels of recursion); split long expressions "
-                                 f"into named steps"))
+                                 f"{frames} levels of recursion; the deepest point is here); split long "
+                                 f"expressions into named steps, or raise with --limit nesting=N"))
         except BaseException as e:      # re-raised in the caller's thread, unchanged
             failure.append(e)
 
+    context = contextvars.copy_context()     # the limits in force travel with the thread
     with _DEEP_LOCK:
         old_limit, old_stack = sys.getrecursionlimit(), threading.stack_size()
         try:
-            threading.stack_size(_STACK_BYTES)
-            sys.setrecursionlimit(max(old_limit, MAX_NESTING_FRAMES))
-            t = threading.Thread(target=run, name="tensorprog-frontend")
+            threading.stack_size(max(512 * 2**20, frames * _STACK_BYTES_PER_FRAME))
+            sys.setrecursionlimit(max(old_limit, frames))
+            t = threading.Thread(target=context.run, args=(run,), name="tensorprog-frontend")
             t.start()
             t.join()
         finally:
@@ -129,3 +157,29 @@ def _with_deep_stack(work, source):
 
 
 _DEEP_LOCK = threading.Lock()
+
+
+def _deepest_point(source: Source):
+    """Where a program nests deepest: the innermost bracket if brackets nest 100 deep or more, else the
+    first operator of the line with the most operators (a sum of k terms nests k deep)."""
+    depth, best, best_pos = 0, 0, None
+    ops_best, ops_pos = 0, None
+    for lineno, line in enumerate(source.text.split("\n"), 1):
+        code = line.split("#", 1)[0]
+        ops, first_op = 0, None
+        for col, ch in enumerate(code, 1):
+            if ch in "([":
+                depth += 1
+                if depth > best:
+                    best, best_pos = depth, (lineno, col)
+            elif ch in ")]":
+                depth = max(depth - 1, 0)
+            elif ch in "+-*/^":
+                ops += 1
+                first_op = first_op or col
+        if ops > ops_best:
+            ops_best, ops_pos = ops, (lineno, first_op)
+    where = best_pos if best >= 100 or ops_pos is None else ops_pos
+    if where is None:
+        return whole_file(source)
+    return SourcePos(source, where[0], where[1])

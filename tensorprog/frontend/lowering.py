@@ -28,13 +28,14 @@ from ..ir.core import PARAMS, VEC_ARGS, Arg, Axis, AxisRef, InitScalar, Kind, Ma
 from . import ast
 from .declarations import Declarations
 from .outputs import Outputs, _OutBuilder
-from .scope import (MAX_UNROLL, RESERVED, Ctx, FVar, Leaf, NameEntry, Scope, UserFn, _display, _pattern_text,
+from . import limits
+from .scope import (RESERVED, Ctx, FVar, Leaf, NameEntry, Scope, UserFn, _display, _pattern_text,
                     _Poisoned, _show, _targets, _width_text)
 from .terms import DataT, ListT, MatT, Num, ScalT, VecT, WidthT, kind_name, width_limit
 
 
 class _UnrollLimit(Exception):
-    """The total unrolled iteration count passed MAX_UNROLL: stop elaborating (carries the TPError)."""
+    """The total unrolled iteration count passed the unroll limit: stop elaborating (carries the TPError)."""
 
     def __init__(self, err):
         super().__init__(str(err))
@@ -137,14 +138,17 @@ class Elaborator(Declarations, Outputs):
                     raise error(lp.pos, "a loop over a data set is not allowed here; use a range a..b")
                 fam[lp.var] = FVar(lp.var, axis, lp.pos)
         total = int(np.prod([len(r) for _, r in ranges], dtype=np.float64))
-        if total > MAX_UNROLL:
-            raise error(loops[0].pos, f"this loop unrolls to {total} iterations; at most {MAX_UNROLL} are allowed")
+        max_unroll = limits.current().unroll
+        if total > max_unroll:
+            raise error(loops[0].pos, f"this loop unrolls to {total} iterations; at most {max_unroll} are allowed "
+                                      f"(raise with --limit unroll=N)")
         if loops:
             self.unrolled += total
-            if self.unrolled > MAX_UNROLL:
+            if self.unrolled > max_unroll:
                 # fatal: the enclosing loops would otherwise repeat the same error once per iteration
-                raise _UnrollLimit(error(loops[0].pos, f"the loops unroll to more than {MAX_UNROLL} iterations in "
-                                                       f"total (nested loops included): {self.unrolled} so far"))
+                raise _UnrollLimit(error(loops[0].pos, f"the loops unroll to more than {max_unroll} iterations in "
+                                                       f"total (nested loops included): {self.unrolled} so far "
+                                                       f"(raise with --limit unroll=N)"))
         out = []
         for combo in itertools.product(*(r for _, r in ranges)):
             b = dict(fam)

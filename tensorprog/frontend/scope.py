@@ -9,14 +9,16 @@ import sympy
 
 from ..ir.core import Axis, Kind, Value
 from . import ast
+from .limits import DEFAULT as DEFAULT_LIMITS
 from .terms import Num, kind_name
 
 RESERVED = {"n", "pi", "mean", "dot", "norm", "dim", "len", "sum", "softmax", "N", "load", "delta",
             "min", "max"}
 
 
-# Loops are unrolled at compile time; a bound this large is a mistake, not a network.
-MAX_UNROLL = 100_000
+# Loops are unrolled at compile time; a bound this large is a mistake, not a network (the default of
+# limits.Limits.unroll, raised per call with parse(..., limits={'unroll': ...}) or tpc --limit).
+MAX_UNROLL = DEFAULT_LIMITS.unroll
 
 
 class _Poisoned(Exception):

@@ -1,7 +1,10 @@
 """Named results of an evaluation: values, error estimates and the methods that produced them."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,16 +65,35 @@ class Results:
         return json.dumps({"outputs": self.to_dict(), "timings": self.timings}, indent=1)
 
     def save(self, path):
-        """Write ``.npz`` (arrays ``<name>`` and ``<name>_error``) or ``.json``."""
+        """Write ``.npz`` (arrays ``<name>`` and ``<name>_error``) or ``.json``, atomically: into a
+        temporary file beside ``path``, then renamed, so an interrupted run never leaves half a file."""
         path = str(path)
-        if path.endswith(".json"):
-            with open(path, "w") as fh:
-                fh.write(self.to_json())
-        elif path.endswith(".npz"):
-            arrays = {}
-            for name, o in self.outputs.items():
-                arrays[name] = o.value
-                arrays[f"{name}_error"] = o.error
-            np.savez(path, **arrays)
-        else:
+        if not path.endswith((".json", ".npz")):
             raise ValueError("the output file must end in .npz or .json")
+        with atomic_output(path) as fh:
+            if path.endswith(".json"):
+                fh.write(self.to_json().encode())
+            else:
+                arrays = {}
+                for name, o in self.outputs.items():
+                    arrays[name] = o.value
+                    arrays[f"{name}_error"] = o.error
+                np.savez(fh, **arrays)
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """A binary file object whose content replaces ``path`` only when the block completes."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tpc-", suffix=os.path.splitext(path)[1], dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)       # mkstemp makes 0600; a written result gets the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

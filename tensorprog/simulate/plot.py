@@ -4,9 +4,11 @@ matplotlib is imported only here, and only its Agg canvas is used (no pyplot, no
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-__all__ = ["plot_convergence"]
+__all__ = ["plot_convergence", "plot_formats"]
 
 
 def plot_convergence(conv, path, title=None):
@@ -43,5 +45,15 @@ def plot_convergence(conv, path, title=None):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path)
+    from ..numeric.results import atomic_output
+
+    with atomic_output(path) as fh:
+        fig.savefig(fh, format=os.path.splitext(path)[1][1:].lower())
     return path
+
+
+def plot_formats() -> tuple:
+    """The file extensions the plot can be written as (matplotlib's Agg canvas formats)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return tuple("." + ext for ext in sorted(FigureCanvasAgg.get_supported_filetypes()))
