@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
+import tempfile
 import traceback
 
 from . import __version__
@@ -98,7 +100,8 @@ def load_program(args):
 
     limits = dict(parse_limit(text) for text in args.limits)
     defines = dict(parse_define(d) for d in args.defines)
-    return parse(args.program, defines=defines, limits=limits)
+    # always a path on the command line: '.', /dev/zero or a FIFO are refused as files, never read as text
+    return parse(pathlib.Path(args.program), defines=defines, limits=limits)
 
 
 # Monte Carlo streams its samples (memory does not grow with them) but time does: about a second per
@@ -128,8 +131,13 @@ def check_output_path(path, suffixes, option):
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise error(None, f"{option} {path}: the directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise error(None, f"{option} {path}: not writable")
+    try:        # the honest test: create (and remove) a file there, as the atomic write will
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            raise PermissionError(path)
+    except OSError:
+        raise error(None, f"{option} {path}: not writable") from None
 
 
 def cmd_check(args):
@@ -201,7 +209,10 @@ def cmd_eval(args):
     res = evaluate(limit, method=args.method, samples=args.samples, seed=args.seed, threads=args.threads,
                    progress=True)
     if args.out:
-        res.save(args.out)
+        try:
+            res.save(args.out)
+        except OSError as e:
+            raise error(None, f"--out {args.out}: cannot write ({e.strerror or e})") from None
     if args.json:
         print(res.to_json())
     else:

@@ -82,7 +82,7 @@ class Declarations:
                 if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
                     raise error(pos, f"{path.name} must hold an array of real numbers")
                 return np.asarray(arr, dtype=np.float64)
-            return _csv_array(io.StringIO(data.decode("utf-8"), newline=""), path.name, pos)
+            return _csv_array(io.StringIO(data.decode("utf-8-sig"), newline=""), path.name, pos)
         except FileNotFoundError:
             raise error(pos, f"no such file: {path}") from None
         except UnicodeDecodeError as e:
@@ -377,7 +377,8 @@ def _csv_array(lines, name, pos):
             rows.append([float(x) for x in row])
         except ValueError:
             bad = next(x for x in row if not _is_float(x))
-            raise error(pos, f"{name}, line {lineno}: '{bad.strip()}' is not a number") from None
+            shown = f"'{bad.strip()}'" if bad.strip().isprintable() else ascii(bad.strip())
+            raise error(pos, f"{name}, line {lineno}: {shown} is not a number") from None
         if len(rows[-1]) != len(rows[0]):
             raise error(pos, f"{name}, line {lineno}: {len(rows[-1])} value{'s' if len(rows[-1]) != 1 else ''}, "
                              f"but the first row has {len(rows[0])}")

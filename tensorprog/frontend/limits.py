@@ -98,20 +98,21 @@ def read_bounded(path, max_bytes: int, limit_name: str, pos=None, what="load") -
     import os
     import stat
 
+    shown = path.name or str(path)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))     # OSError to the caller
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise error(pos, f"cannot {what} {path.name}: not a regular file (FIFOs, devices and directories "
+            raise error(pos, f"cannot {what} {shown}: not a regular file (FIFOs, devices and directories "
                              f"are refused)")
         hint = f"(raise with --limit {limit_name}=N)"
         if st.st_size > max_bytes:
-            raise error(pos, f"cannot {what} {path.name}: {st.st_size} bytes is more than the limit of "
+            raise error(pos, f"cannot {what} {shown}: {st.st_size} bytes is more than the limit of "
                              f"{max_bytes} bytes {hint}")
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read(max_bytes + 1)
         if len(data) > max_bytes:     # grew while being read
-            raise error(pos, f"cannot {what} {path.name}: more than the limit of {max_bytes} bytes {hint}")
+            raise error(pos, f"cannot {what} {shown}: more than the limit of {max_bytes} bytes {hint}")
         return data
     finally:
         os.close(fd)

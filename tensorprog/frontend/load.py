@@ -31,7 +31,7 @@ def read_source(path_or_text, name=None) -> tuple[Source, Path]:
         path = Path(path_or_text)
         try:
             data = _limits.read_bounded(path, _limits.current().source_bytes, "source_bytes", what="read")
-            text = data.decode("utf-8")
+            text = data.decode("utf-8-sig")     # a byte-order mark some editors write is not program text
         except FileNotFoundError:
             raise error(None, f"no such file: {path}") from None
         except UnicodeDecodeError as e:
@@ -48,7 +48,7 @@ def _check_size(source: Source) -> Source:
     if len(source.text) > lim.source_bytes:
         raise error(None, f"{source.name}: the program text has {len(source.text)} characters, more than the "
                           f"limit of {lim.source_bytes} (raise with --limit source_bytes=N)")
-    lines = source.text.count("\n") + 1
+    lines = source.text.count("\n") + (not source.text.endswith("\n"))
     if lines > lim.source_lines:
         raise error(None, f"{source.name}: the program has {lines} lines, more than the limit of "
                           f"{lim.source_lines} (raise with --limit source_lines=N)")

@@ -137,10 +137,12 @@ class Elaborator(Declarations, Outputs):
                 if not family_ok:
                     raise error(lp.pos, "a loop over a data set is not allowed here; use a range a..b")
                 fam[lp.var] = FVar(lp.var, axis, lp.pos)
-        total = int(np.prod([len(r) for _, r in ranges], dtype=np.float64))
+        # counted arithmetically: len() of a range past sys.maxsize (1..10^100) raises OverflowError
+        total = int(np.prod([float(r.stop - r.start) / r.step for _, r in ranges], dtype=np.float64))
         max_unroll = limits.current().unroll
         if total > max_unroll:
-            raise error(loops[0].pos, f"this loop unrolls to {total} iterations; at most {max_unroll} are allowed "
+            count = total if total < 10**15 else f"about {total:.2g}"
+            raise error(loops[0].pos, f"this loop unrolls to {count} iterations; at most {max_unroll} are allowed "
                                       f"(raise with --limit unroll=N)")
         if loops:
             self.unrolled += total

@@ -57,6 +57,8 @@ class Outputs:
             raise error(s.target.pos, f"'{s.target.name}' is a {entry.kind.value}; outputs are scalars")
         for key, val in entry.entries.items():
             ob = self.out_builder(s.target.name, s.pos, entry.pattern, entry.axes, existing=True)
+            if key in ob.items:     # `out f0` twice: the same error as a repeated `out f0 = ...`
+                raise error(s.target.pos, f"output '{s.target.name}' is already defined (line {ob.pos.line})")
             ob.items[key] = val
 
     def add_output(self, target, key, val, ctx):

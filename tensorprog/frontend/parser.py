@@ -9,6 +9,7 @@ statement rather than only the first.
 from __future__ import annotations
 
 import functools
+import unicodedata
 from importlib import resources
 from pathlib import Path
 
@@ -148,7 +149,8 @@ def _syntax_message(err: UnexpectedInput, source: Source) -> tuple[SourcePos, st
     col = getattr(err, "column", 1) or 1
     if isinstance(err, UnexpectedCharacters):
         ch = source.line(line)[col - 1:col] or "?"
-        msg = f"unexpected character '{ch}'"
+        msg = f"unexpected character '{ch}'" if ch.isprintable() and not ch.isspace() else \
+            f"unexpected character U+{ord(ch):04X} ({unicodedata.name(ch, 'a control character').lower()})"
         if ch == "." and source.line(line)[col:col + 1].isdigit():
             msg += "; write numbers with a leading digit, e.g. 0.5"
         return SourcePos(source, line, col, col + 1), msg
