@@ -216,6 +216,25 @@ def _check_power(a, b, node):
                               f"bits; raise with --limit power_bits=N)")
 
 
+# An exact irrational constant is kept as an expression (2^(1/2) prints as sqrt(2)), but sympy rebuilds
+# and re-inspects the whole tree at each operation: a chain such as 1.0001^1.0001^...^1.0001 (1000
+# levels) costs quadratic time.  Past this many nodes the constant is rounded to a float64-exact Float.
+MAX_EXACT_NODES = 64
+
+
+def _bounded_exact(v):
+    """``v``, or its value as a Float when it is an irrational constant of more than MAX_EXACT_NODES nodes."""
+    if v.is_Atom or v.is_Rational or not v.is_number:
+        return v
+    stack, seen = [v], 0
+    while stack:
+        seen += 1
+        if seen > MAX_EXACT_NODES:
+            return sympy.Float(v.evalf(20), 17)
+        stack.extend(stack.pop().args)
+    return v
+
+
 def binop(el, op, a, b, node, ctx):
     if op == "@":
         return _matmul(el, a, b, node, ctx)
@@ -223,9 +242,10 @@ def binop(el, op, a, b, node, ctx):
     if isinstance(a, MatT) or isinstance(b, MatT):
         return _matrix_scale(op, a, b, node)
     if isinstance(a, (Num, WidthT)) and isinstance(b, (Num, WidthT)):
+        x, y = _bounded_exact(_sym(a)), _bounded_exact(_sym(b))
         if op == "^":
-            _check_power(_sym(a), _sym(b), node)
-        v = _finite(_SYMPY_OPS[op](_sym(a), _sym(b)), node)
+            _check_power(x, y, node)
+        v = _finite(_SYMPY_OPS[op](x, y), node)
         return WidthT(v) if v.has(WIDTH) else Num(v)
     if isinstance(a, DataT) or isinstance(b, DataT):
         if all(isinstance(x, (Num, DataT)) for x in (a, b)) or ctx.data_only:

@@ -13,8 +13,8 @@ import unicodedata
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.indenter import DedentError, Indenter
 
 from ..errors import Diagnostics, Source, SourcePos, TPError
@@ -209,180 +209,90 @@ def _pos(source, meta_or_tok) -> SourcePos:
     return SourcePos(source, line, col, end_col if end_line == line else None)
 
 
+def _matrix_decl(pos, c):
+    target, shape, dist, loops = c
+    if shape is not None and shape[0] != "matrix":
+        raise _ShapeError(shape[1], "a matrix shape is written `: (rows, cols)`")
+    return ast.MatrixDecl(pos, target, shape[2:] if shape else None, dist, loops or ())
+
+
+def _vector_decl(pos, c):
+    loops, dist, shape = c[-1], c[-2], c[-3]
+    if shape is not None and shape[0] != "vector":
+        raise _ShapeError(shape[1], "a vector's width is written `: m` (a width name, or n)")
+    return ast.VectorDecl(pos, tuple(c[:-3]), shape[2] if shape else None, dist, loops or ())
+
+
+def _binary(op):
+    return lambda pos, c: ast.BinOp(pos, op, c[0], c[1])
+
+
+def _present(c):
+    """The children lark filled in (optional parts it left out are None: maybe_placeholders)."""
+    return tuple(a for a in c if a is not None)
+
+
+# One row per grammar rule (grammar/tp.lark): rule name -> build(position of the rule's text, children).
+# Terminals (tokens) become str where the AST wants a name; the positions of sub-parts that errors
+# point at (a called function's name, a binding's name) come from the token itself.
+_RULES = {
+    # expressions
+    "number": lambda pos, c: ast.Number(pos, str(c[0])),
+    "name": lambda pos, c: ast.Name(pos, str(c[0])),
+    "string": lambda pos, c: ast.String(pos, str(c[0])[1:-1]),
+    **{rule: _binary(op) for rule, op in
+       {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@", "pow": "^"}.items()},
+    "neg": lambda pos, c: ast.Neg(pos, c[0]),
+    "call": lambda pos, c: ast.Call(pos, str(c[0]), _present(c[1:]), _pos(pos.source, c[0])),
+    "gencall": lambda pos, c: ast.GenCall(pos, str(c[0]), c[1], c[2]),
+    "list": lambda pos, c: ast.ListLit(pos, _present(c)),
+    "listcomp": lambda pos, c: ast.ListComp(pos, c[0], c[1]),
+    "subscript": lambda pos, c: tuple(c),
+    "indexed": lambda pos, c: ast.Subscript(pos, c[0], c[1]),
+    "transpose": lambda pos, c: ast.Transpose(pos, c[0]),
+    # loops
+    "range_loop": lambda pos, c: ast.RangeLoop(pos, str(c[0]), c[1], c[2]),
+    "reversed_loop": lambda pos, c: ast.RangeLoop(pos, str(c[0]), c[1], c[2], True),
+    "set_loop": lambda pos, c: ast.SetLoop(pos, str(c[0]), c[1]),
+    "loop_specs": lambda pos, c: tuple(c),
+    "suffix": lambda pos, c: c[0],
+    # statements
+    "target": lambda pos, c: ast.Target(pos, str(c[0]), tuple(i for group in c[1:] for i in group)),
+    "binding": lambda pos, c: (str(c[0]), c[1], _pos(pos.source, c[0])),
+    "binding_t": lambda pos, c: (c[0], c[1]),
+    "const_decl": lambda pos, c: ast.ConstDecl(pos, tuple(c)),
+    "data_decl": lambda pos, c: ast.DataDecl(pos, str(c[0]), c[1]),
+    "width_decl": lambda pos, c: ast.WidthDecl(pos, str(c[0]), c[1]),
+    "fn_decl": lambda pos, c: ast.FnDecl(pos, str(c[0]), tuple(str(x) for x in c[1:-1]), c[-1]),
+    "matrix_shape": lambda pos, c: ("matrix", pos, c[0], c[1]),
+    "vector_shape": lambda pos, c: ("vector", pos, c[0]),
+    "matrix_decl": _matrix_decl,
+    "vector_decl": _vector_decl,
+    "scalar_decl": lambda pos, c: ast.ScalarDecl(pos, tuple(c[:-1]), c[-1] or ()),
+    "out_decl": lambda pos, c: ast.OutDecl(pos, c[0], c[1], c[2] or ()),
+    "assign": lambda pos, c: ast.Assign(pos, c[0], c[1], c[2] or ()),
+    "for_block": lambda pos, c: ast.ForBlock(pos, c[0], tuple(c[1:])),
+    "for_inline": lambda pos, c: ast.ForBlock(pos, c[0], (c[1],)),
+    "start": lambda pos, c: ast.Module(SourcePos(pos.source, 1, 1), _present(c)),
+}
+
+
 class _ToAST(Transformer):
-    """Lark tree -> ast dataclasses (every node gets a SourcePos)."""
+    """Lark tree -> ast dataclasses through the rule table ``_RULES`` (every node gets a SourcePos)."""
 
     def __init__(self, source: Source):
         super().__init__()
         self.source = source
 
-    def _p(self, meta):
-        return _pos(self.source, meta)
-
-    # --- expressions
-    @v_args(meta=True)
-    def number(self, meta, c):
-        return ast.Number(self._p(meta), str(c[0]))
-
-    @v_args(meta=True)
-    def name(self, meta, c):
-        return ast.Name(self._p(meta), str(c[0]))
-
-    @v_args(meta=True)
-    def string(self, meta, c):
-        return ast.String(self._p(meta), str(c[0])[1:-1])
-
-    @v_args(meta=True)
-    def add(self, meta, c):
-        return ast.BinOp(self._p(meta), "+", c[0], c[1])
-
-    @v_args(meta=True)
-    def sub(self, meta, c):
-        return ast.BinOp(self._p(meta), "-", c[0], c[1])
-
-    @v_args(meta=True)
-    def mul(self, meta, c):
-        return ast.BinOp(self._p(meta), "*", c[0], c[1])
-
-    @v_args(meta=True)
-    def div(self, meta, c):
-        return ast.BinOp(self._p(meta), "/", c[0], c[1])
-
-    @v_args(meta=True)
-    def matmul(self, meta, c):
-        return ast.BinOp(self._p(meta), "@", c[0], c[1])
-
-    @v_args(meta=True)
-    def pow(self, meta, c):
-        return ast.BinOp(self._p(meta), "^", c[0], c[1])
-
-    @v_args(meta=True)
-    def neg(self, meta, c):
-        return ast.Neg(self._p(meta), c[0])
-
-    @v_args(meta=True)
-    def call(self, meta, c):
-        fname = c[0]
-        args = tuple(a for a in c[1:] if a is not None)
-        return ast.Call(self._p(meta), str(fname), args, _pos(self.source, fname))
-
-    @v_args(meta=True)
-    def gencall(self, meta, c):
-        return ast.GenCall(self._p(meta), str(c[0]), c[1], c[2])
-
-    @v_args(meta=True)
-    def list(self, meta, c):
-        return ast.ListLit(self._p(meta), tuple(a for a in c if a is not None))
-
-    @v_args(meta=True)
-    def listcomp(self, meta, c):
-        return ast.ListComp(self._p(meta), c[0], c[1])
-
-    def subscript(self, c):
-        return tuple(c)
-
-    @v_args(meta=True)
-    def indexed(self, meta, c):
-        return ast.Subscript(self._p(meta), c[0], c[1])
-
-    @v_args(meta=True)
-    def transpose(self, meta, c):
-        return ast.Transpose(self._p(meta), c[0])
-
-    # --- loops
-    @v_args(meta=True)
-    def range_loop(self, meta, c):
-        return ast.RangeLoop(self._p(meta), str(c[0]), c[1], c[2])
-
-    @v_args(meta=True)
-    def reversed_loop(self, meta, c):
-        return ast.RangeLoop(self._p(meta), str(c[0]), c[1], c[2], True)
-
-    @v_args(meta=True)
-    def set_loop(self, meta, c):
-        return ast.SetLoop(self._p(meta), str(c[0]), c[1])
-
-    def loop_specs(self, c):
-        return tuple(c)
-
-    def suffix(self, c):
-        return c[0]
-
-    # --- statements
-    @v_args(meta=True)
-    def target(self, meta, c):
-        idx = tuple(i for group in c[1:] for i in group)
-        return ast.Target(self._p(meta), str(c[0]), idx)
-
-    @v_args(meta=True)
-    def binding(self, meta, c):
-        return (str(c[0]), c[1], _pos(self.source, c[0]))
-
-    def binding_t(self, c):
-        return (c[0], c[1])
-
-    @v_args(meta=True)
-    def const_decl(self, meta, c):
-        return ast.ConstDecl(self._p(meta), tuple(c))
-
-    @v_args(meta=True)
-    def data_decl(self, meta, c):
-        return ast.DataDecl(self._p(meta), str(c[0]), c[1])
-
-    @v_args(meta=True)
-    def width_decl(self, meta, c):
-        return ast.WidthDecl(self._p(meta), str(c[0]), c[1])
-
-    @v_args(meta=True)
-    def fn_decl(self, meta, c):
-        return ast.FnDecl(self._p(meta), str(c[0]), tuple(str(x) for x in c[1:-1]), c[-1])
-
-    @v_args(meta=True)
-    def matrix_shape(self, meta, c):
-        return ("matrix", self._p(meta), c[0], c[1])
-
-    @v_args(meta=True)
-    def vector_shape(self, meta, c):
-        return ("vector", self._p(meta), c[0])
-
-    @v_args(meta=True)
-    def matrix_decl(self, meta, c):
-        target, shape, dist, loops = c
-        if shape is not None and shape[0] != "matrix":
-            raise _ShapeError(shape[1], "a matrix shape is written `: (rows, cols)`")
-        return ast.MatrixDecl(self._p(meta), target, shape[2:] if shape else None, dist, loops or ())
-
-    @v_args(meta=True)
-    def vector_decl(self, meta, c):
-        loops, dist, shape = c[-1], c[-2], c[-3]
-        targets = tuple(c[:-3])
-        if shape is not None and shape[0] != "vector":
-            raise _ShapeError(shape[1], "a vector's width is written `: m` (a width name, or n)")
-        return ast.VectorDecl(self._p(meta), targets, shape[2] if shape else None, dist, loops or ())
-
-    @v_args(meta=True)
-    def scalar_decl(self, meta, c):
-        return ast.ScalarDecl(self._p(meta), tuple(c[:-1]), c[-1] or ())
-
-    @v_args(meta=True)
-    def out_decl(self, meta, c):
-        return ast.OutDecl(self._p(meta), c[0], c[1], c[2] or ())
-
-    @v_args(meta=True)
-    def assign(self, meta, c):
-        return ast.Assign(self._p(meta), c[0], c[1], c[2] or ())
-
-    @v_args(meta=True)
-    def for_block(self, meta, c):
-        return ast.ForBlock(self._p(meta), c[0], tuple(c[1:]))
-
-    @v_args(meta=True)
-    def for_inline(self, meta, c):
-        return ast.ForBlock(self._p(meta), c[0], (c[1],))
-
-    @v_args(meta=True)
-    def start(self, meta, c):
-        return ast.Module(SourcePos(self.source, 1, 1), tuple(x for x in c if x is not None))
+    def __default__(self, data, children, meta):
+        build = _RULES.get(data)
+        if build is None:       # a rule the table does not know is a grammar/table mismatch: a bug
+            raise KeyError(f"no AST rule for the grammar rule '{data}'")
+        if getattr(meta, "empty", True) or not hasattr(meta, "line"):
+            pos = SourcePos(self.source, 1, 1)
+        else:
+            pos = _pos(self.source, meta)
+        return build(pos, children)
 
 
 class _ShapeError(Exception):
@@ -394,10 +304,8 @@ def _parse_once(text: str, source: Source):
     tree = _lark().parse(text)
     try:
         return _ToAST(source).transform(tree)
-    except VisitError as e:
-        if isinstance(e.orig_exc, _ShapeError):
-            raise _as_tperror(e.orig_exc) from None
-        raise
+    except _ShapeError as e:       # raised by a rule of _RULES (lark calls __default__ unwrapped)
+        raise _as_tperror(e) from None
 
 
 def _as_tperror(e: _ShapeError) -> TPError:
