@@ -1,6 +1,6 @@
 """Closed forms of E[phi(u) psi(v)], (u, v) ~ N(0, [[a, c], [c, b]]), written out for the tests.
 
-These are the independent truths the tests compare tensorprog against (THEORY.md section 5);
+These are the independent truths the tests compare tensorprog against (docs/theory.md, "Moment: closed forms");
 they share nothing with the package's own rule table.  numpy expressions: a, b, c may be floats or
 broadcasting arrays (all pairs of a kernel at once).  Where no closed form exists, ``integrate2``
 integrates by nested Gauss-Legendre quadrature, graded at the turning points.

@@ -90,7 +90,7 @@ def test_tanh_large_variance_is_finite_and_accurate():
 # ------------------------------------------------------------------ muP one step
 
 def mup_hand(deg=70, zdot=True):
-    """f1 of examples/mup_one_step.tp, from THEORY.md section 4 (eta = y0 = 1: chi = -1).
+    """f1 of examples/mup_one_step.tp, from docs/theory.md (one step of muP training) (eta = y0 = 1: chi = -1).
 
     h1' = h1_1 + c tanh'(h1_0) Zb with Zb ~ N(0, E[tanh'(h2)^2]), Var h2 = E[tanh(h1_0)^2];
     Z^{W x1'} = Zhat + D v tanh'(h2) with the Zdot coefficient D = c E[tanh'(h1') tanh'(h1_0)];

@@ -1,7 +1,7 @@
 """The programs in examples/: each parses, checks, is documented, and lowers to the network it describes.
 
 The structural checks recompute, from each example's data, what its header
-comment says (input covariances, output shapes, the muP step of THEORY.md §4).
+comment says (input covariances, output shapes, the muP step of docs/theory.md).
 """
 import json
 
@@ -125,7 +125,7 @@ def test_attention_softmax_over_moment_logits(programs):
 
 
 def test_mup_one_step_matches_theory(programs):
-    """THEORY.md §4: h2' = W x1' - eta chi theta dh2, theta = mean(x1 x1'), f1 = mean(v x2') - eta chi mean(x2 x2')."""
+    """docs/theory.md (one step of muP training): h2' = W x1' - eta chi theta dh2, theta = mean(x1 x1'), f1 = mean(v x2') - eta chi mean(x2 x2')."""
     prog = programs["mup_one_step"]
     h2p = instr(prog, "h2'")
     (g,) = [a for a in h2p.vec_args if a.value.name != "dh2"]

@@ -1,7 +1,7 @@
 """Tests of the Hermite (dual-activation) series backend, tensorprog.numeric.hermite.
 
 Truths: closed forms (Gaussian moments, Hermite coefficients of exp and erf, the erf / GELU /
-exp / sin / cos / polynomial kernels of THEORY.md section 5), numpy's own Hermite polynomials,
+exp / sin / cos / polynomial kernels of docs/theory.md "Moment"), numpy's own Hermite polynomials,
 and independent adaptive quadrature (scipy.integrate.quad, 1-D and nested 2-D after Cholesky).
 """
 import math

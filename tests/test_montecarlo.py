@@ -22,7 +22,7 @@ PAIR_EXPRS = ["z0 * z1", "max(z0 - p1, 0.0) * max(z1, 0.0)", "math.exp(p0 * z0)"
 def pair_truth(a, b, c, mu0, p0):
     """Closed forms for (u, v) ~ N((mu0, 0), [[a, c], [c, b]]): E[u v] = c + mu0 * 0;
     E[relu(u - mu0) relu v] = sqrt(ab)/(2 pi) (sin t + (pi - t) cos t), t = arccos(c / sqrt(ab))
-    (THEORY.md section 5; zero when a or b is 0); E exp(p u) = exp(p mu0 + p^2 a / 2)."""
+    (docs/theory.md, "Moment: closed forms"; zero when a or b is 0); E exp(p u) = exp(p mu0 + p^2 a / 2)."""
     scale = math.sqrt(a * b)
     t = math.acos(min(1.0, max(-1.0, c / scale))) if scale > 0 else 0.0
     relu = scale / (2 * math.pi) * (math.sin(t) + (math.pi - t) * math.cos(t))

@@ -1,5 +1,5 @@
 """Finite-width simulation of every example against an infinite-width limit derived in this file,
-independently of tensorprog's limit pass: the relu arc-cosine closed forms (THEORY.md section 5)
+independently of tensorprog's limit pass: the relu arc-cosine closed forms (docs/theory.md, "Moment: closed forms")
 for the MLP, NTK, LayerNorm and attention examples, tensor Gauss-Hermite quadrature for the tanh
 RNN and the muP one-step example.  Also: the check has power (the muP limit without its Zdot term
 is rejected), the RMS deviation shrinks like width^-1/2, and results do not depend on the number
@@ -27,7 +27,7 @@ def example(name):
     return tensorprog.parse(os.path.join(EXAMPLES, name))
 
 
-# ---------------------------------------------------------------------- closed forms (THEORY.md 5)
+# ---------------------------------------------------------------------- closed forms (docs/theory.md)
 
 def _angle(a, b, c):
     scale = np.sqrt(a * b)
