@@ -1,7 +1,7 @@
 """The library of example architectures (issue 6): each example's limit against an independent truth.
 
 Truths written here: the MLP layer recursions (arc-cosine, arcsine and GELU closed forms of docs/theory.md
-section 5; tanh and GELU' by a nested Gauss-Legendre integration), for the NTK and the standard
+"Moment"; tanh and GELU' by a nested Gauss-Legendre integration), for the NTK and the standard
 parametrization; the relu RNN NTK recursions with last-state and pooled readouts; the transformer's
 Gaussian propagation (softmax over the causal prefix, LayerNorm as a rescaling, relu arc-cosine kernel);
 BatchNorm's exact output for identical and for exchangeable batches; the first token of the GRU and
