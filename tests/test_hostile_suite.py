@@ -360,3 +360,15 @@ def test_heavy_inputs_stay_under_a_gibibyte(name, tmp_path):
     assert report["rc"] == code and part in r.stderr + r.stdout
     assert report["seconds"] < 10
     assert report["peak_mib"] < 1024, report
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    # matplotlib is an optional extra ("tensorprog[plot]"): without it --plot is refused before any work
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    (tmp_path / "p.tp").write_text(V + OUT)
+    monkeypatch.chdir(tmp_path)
+    t0 = time.perf_counter()
+    assert cli.main(["simulate", "p.tp", "--widths", "4096,8192", "--seeds", "50", "--plot", "c.png"]) == 2
+    assert time.perf_counter() - t0 < 5          # refused before the (long) simulation
+    assert 'pip install "tensorprog[plot]"' in capsys.readouterr().err

@@ -15,6 +15,7 @@ def plot_convergence(conv, path, title=None):
     """Write a PNG (or any format matplotlib infers from ``path``): for each output the RMS
     deviation of single-seed values from the limit with its uncertainty, and the reference slopes
     width^-1/2 (fluctuations) and width^-1 (bias), drawn through the first output's first point."""
+    plot_formats()      # a clear error if matplotlib (optional) is missing
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -53,7 +54,14 @@ def plot_convergence(conv, path, title=None):
 
 
 def plot_formats() -> tuple:
-    """The file extensions the plot can be written as (matplotlib's Agg canvas formats)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    """The file extensions the plot can be written as (matplotlib's Agg canvas formats); a TPError
+    when matplotlib, an optional dependency, is not installed."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    except ImportError:
+        from ..errors import error
+
+        raise error(None, 'plots need matplotlib, which is not installed: pip install "tensorprog[plot]" '
+                          '(or pip install matplotlib)') from None
 
     return tuple("." + ext for ext in sorted(FigureCanvasAgg.get_supported_filetypes()))
