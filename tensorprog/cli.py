@@ -7,6 +7,7 @@ import pathlib
 import sys
 import tempfile
 import traceback
+import warnings
 
 from . import __version__
 from .errors import TPError
@@ -223,7 +224,12 @@ def cmd_eval(args):
     return 0
 
 
+def _format_warning(message, category, filename, lineno, line=None):
+    return f"tpc: warning: {message}\n"
+
+
 def main(argv=None) -> int:
+    warnings.formatwarning = _format_warning     # one line, no source excerpt of tensorprog's code
     ap = build_parser()
     args = ap.parse_args(argv)
     try:

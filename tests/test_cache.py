@@ -111,8 +111,9 @@ def test_fresh_process_reuses_numba_cache(cache_path, tmp_path, monkeypatch):
     assert (first["hits"], first["misses"]) == (0, 1)
     assert (second["hits"], second["misses"]) == (1, 0)
     assert first["mtime"] == second["mtime"]
-    assert list((cache_path / "__pycache__").glob("poly_*.nbi"))
-    assert list((cache_path / "__pycache__").glob("poly_*.nbc"))
+    # numba's files live inside the tensorprog cache directory (its numba/ folder)
+    assert list((cache_path / "numba").rglob("poly_*.nbi"))
+    assert list((cache_path / "numba").rglob("poly_*.nbc"))
 
 
 _WRITER_CHILD = """\

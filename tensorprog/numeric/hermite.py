@@ -81,7 +81,9 @@ import functools
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .cache import njit
 
 __all__ = [
     "DEFAULT_K", "hermite_grid", "hermite_projection", "series_coefficients", "parity_tails", "row_series",

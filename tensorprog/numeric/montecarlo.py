@@ -32,7 +32,9 @@ import pathlib
 import re
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .cache import njit
 
 from tensorprog.numeric import cache, special
 

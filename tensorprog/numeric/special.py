@@ -27,9 +27,11 @@ exact) and lo the float64 rounding of the remainder.
 import math
 
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from .cache import njit
 
 _JIT = dict(cache=True, error_model='numpy', fastmath={'contract'})
 # LLVM inlines a callee only below a size threshold; the erf family is above it, so it is
