@@ -15,7 +15,6 @@ finite-width simulator); the numba printer in ``tensorprog.numeric`` has its own
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import sympy
@@ -304,6 +303,3 @@ def _scipy_erf():
 
     return erf
 
-
-# A numeric sanity constant used by printers: 1/sqrt(2 pi).
-INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

@@ -299,10 +299,6 @@ def closed_form(F, d, mean, cov):
     return sympy.sympify(tmpl).xreplace(sub)
 
 
-def _has_qref(expr):
-    return any(is_qref(a) for a in expr.atoms(sympy.core.function.AppliedUndef))
-
-
 def _closed_form_name(F, d):
     heads = sorted({type(a).__name__ for a in F.atoms(sympy.Function)})
     return "closed form" + (f" ({' x '.join(heads)})" if heads else " (Gaussian moments)")

@@ -21,17 +21,18 @@ import numpy as np
 import sympy
 
 from ..errors import TPError, error
+from ..ir.core import Formals
 from ..limit.symbols import INDEX, Data, Integral, SteinCoefficient, quantity_of, qrefs_in
 from . import integrals as I
 from .npfuncs import compile_numpy
 from .results import OutputResult, Results
 
-_R = tuple(sympy.Symbol(f"_r{k}", real=True) for k in range(4096))
+_R = Formals("_r")      # placeholder symbols, created on demand (no cap)
 
 
 def _ref_symbols(n):
     """n distinct placeholder symbols (an NTK sum over L layers references ~3 L quantities)."""
-    return _R[:n] if n <= len(_R) else _R + tuple(sympy.Symbol(f"_r{k}", real=True) for k in range(len(_R), n))
+    return tuple(_R[:n])
 _U = sympy.Symbol("_u", real=True)
 ROW_CACHE_BYTES = 256 << 20
 

@@ -21,6 +21,7 @@ import math
 import numpy as np
 import sympy
 
+from ..ir.core import Formals
 from ..limit.symbols import is_qref, qrefs_in
 from . import quadrature as Q
 from .npfuncs import compile_numpy
@@ -29,7 +30,7 @@ NONSMOOTH = {"relu", "step", "sign", "Abs", "Max", "Min", "Heaviside", "DiracDel
 # The quadratures split at the zero of every function's (affine) argument, not only at kinks:
 # that is where a steep smooth function (tanh of a large variance) turns, and Gauss-Legendre
 # nodes cluster at the ends of each piece.
-_P = tuple(sympy.Symbol(f"_p{k}", real=True) for k in range(512))
+_P = Formals("_p")      # parameter placeholders of an integrand, created on demand (no cap)
 
 # Orders (low, high) of each rule; the high one is the value, the difference the error.
 ORDERS = {"quad1d": (12, 20), "nested": {2: (8, 14), 3: (8, 12)}, "gh": {3: (14, 20), 4: (10, 14)}}
@@ -170,7 +171,7 @@ class Integrand:
         self.refs = sorted(qrefs_in(F), key=sympy.default_sort_key)
         self.F = F.xreplace({r: _P[k] for k, r in enumerate(self.refs)})
         self.variables = tuple(variables)
-        self.fn = compile_numpy(self.F, self.variables + _P[:len(self.refs)])
+        self.fn = compile_numpy(self.F, self.variables + tuple(_P[:len(self.refs)]))
 
     def __call__(self, us, params):
         out = self.fn(*us, *params)
@@ -336,7 +337,7 @@ def _as_param_array(expr, F, params):
     expr = sympy.sympify(expr).xreplace({r: _P[k] for k, r in enumerate(F.refs)})
     if expr.is_number:
         return np.full(params.shape[0], float(expr))
-    fn = compile_numpy(expr, _P[:len(F.refs)])
+    fn = compile_numpy(expr, tuple(_P[:len(F.refs)]))
     return np.asarray(fn(*params.T), dtype=float)
 
 
