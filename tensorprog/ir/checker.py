@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import Diagnostics
 from .core import (PARAMS, VEC_ARGS, AxisRef, InitMatrix, InitScalar, InitVector, Kind, MatMul, Moment, Nonlin,
                    ScalarFn, WIDTH)
+from .psd import low_rank_min_eigenvalue_bounds
 
 # Relative tolerance for symmetry and for negative eigenvalues of covariances.
 PSD_RTOL = 1e-9
@@ -169,11 +170,24 @@ def _member_entry(block, flat: int) -> str:
 
 
 def _min_eigenvalue(C):
-    """Smallest eigenvalue; for large matrices, a Cholesky test of C + tol I first (much cheaper)."""
+    """Smallest eigenvalue of C, or a value >= -1e-8 * max diag when C is certified PSD.
+
+    Small matrices: eigvalsh.  Large ones: first a low-rank certificate in O(N^2 r)
+    (tensorprog.ir.psd: Weyl/interlacing bounds, tolerance 1e-9 * max diag), which covers a
+    data family's Gram-matrix covariance (rank <= d + 1); only a covariance of high numerical
+    rank pays the dense Cholesky test of C + tol I.
+    """
     n = C.shape[0]
     if n <= 600:
         return float(np.linalg.eigvalsh((C + C.T) / 2)[0])
     tol = 1e-8 * float(np.max(np.abs(np.diag(C))))
+    bounds = low_rank_min_eigenvalue_bounds(C, tol / 10)
+    if bounds is not None:
+        lower, upper = bounds
+        if lower >= -tol:
+            return min(lower, 0.0)
+        if upper < -tol:
+            return upper
     try:
         np.linalg.cholesky((C + C.T) / 2 + tol * np.eye(n))
         return 0.0
