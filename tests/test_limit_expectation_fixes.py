@@ -34,3 +34,18 @@ def test_delta_error_names_program_variables():
     msg = str(exc.value)
     assert "Dirac delta" in msg and "Z[x]" in msg
     assert "Z0" not in msg and "Q0" not in msg
+
+
+def _product_family(n_axes):
+    names = [f"a{k}" for k in range(n_axes)]
+    return (f"data X = [[1.0], [0.5]]\nvector z[i] ~ N(0, dot(X[i], X[i']))\n"
+            f"out T[{', '.join(names)}] = mean({' * '.join(f'z[{c}]' for c in names)})\n")
+
+
+def test_index_cap_is_a_clear_error():
+    # 13 axes: an odd product of centred Gaussians has mean 0 (Isserlis); 14 axes: a positioned error.
+    assert "T = 0" in str(tensorprog.derive(_product_family(13)))
+    with pytest.raises(TPError) as exc:
+        tensorprog.derive(_product_family(14))
+    msg = str(exc.value)
+    assert ":3:" in msg and "spans 14 axes; at most 13 are supported" in msg

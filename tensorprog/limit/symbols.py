@@ -27,12 +27,24 @@ __all__ = ["INDEX", "index_symbol", "reindex", "Atom", "Quantity", "atoms_in", "
            "SteinCoefficient"]
 
 _INDEX_NAMES = "ijklmpqrstuvw"
-INDEX = tuple(sympy.Symbol(c, integer=True, nonnegative=True) for c in _INDEX_NAMES)
+
+
+class _IndexSymbols(tuple):
+    """The index symbols; asking for more than there are (a family over more than 13 axes, or two
+    families' axes side by side in a covariance) is a clear error, never a silently short slice."""
+
+    def __getitem__(self, key):
+        stop = (key.stop if key.stop is not None else 0) if isinstance(key, slice) else (key + 1 if key >= 0 else 0)
+        if stop > len(self):
+            raise ValueError(f"a family (or a pair of families in one covariance) spans {stop} axes; "
+                             f"at most {len(self)} are supported")
+        return super().__getitem__(key)
+
+
+INDEX = _IndexSymbols(sympy.Symbol(c, integer=True, nonnegative=True) for c in _INDEX_NAMES)
 
 
 def index_symbol(p: int) -> sympy.Symbol:
-    if p >= len(INDEX):
-        raise ValueError("families over more than 13 axes are not supported")
     return INDEX[p]
 
 
