@@ -49,3 +49,30 @@ def test_index_cap_is_a_clear_error():
         tensorprog.derive(_product_family(14))
     msg = str(exc.value)
     assert ":3:" in msg and "spans 14 axes; at most 13 are supported" in msg
+
+
+def _u_exp_mean(m, s):
+    """E[u exp(-u^2)] for u ~ N(m, s), by completing the square (hand derivation):
+    int u exp(-u^2) exp(-(u-m)^2/(2s)) du / sqrt(2 pi s) = m (1+2s)^(-3/2) exp(-m^2/(1+2s))."""
+    return m / (1 + 2 * s) ** 1.5 * np.exp(-m * m / (1 + 2 * s))
+
+
+def test_sum_of_independent_gaussians_is_one_variable():
+    # b ~ N(0.5, 1) and z[i] ~ N(0, X_i^2) independent: b + z[i] ~ N(0.5, 1 + X_i^2), a closed form.
+    src = """fn f(a) = a * exp(-a^2)
+data X = [[1.0], [0.5]]
+vector b ~ N(0.5, 1)
+vector z[i] ~ N(0, dot(X[i], X[i']))
+out m[i] = mean(f(b + z[i]))
+out k[i, j] = mean(f(b + z[i]) * f(b + z[j]))
+"""
+    res = tensorprog.evaluate(src)
+    assert res["m"].method == "closed form"
+    np.testing.assert_allclose(res["m"].value, [_u_exp_mean(0.5, 2.0), _u_exp_mean(0.5, 1.25)], rtol=1e-12)
+    # The pair is over the two correlated variables b + z[i], b + z[j] (not three): closed form too;
+    # its diagonal is E[u^2 exp(-2u^2)], checked by 1-D quadrature.
+    assert "numeric" not in res["k"].method and "quadrature" not in res["k"].method
+    s = 2.0
+    truth, _ = integrate.quad(lambda u: u * u * np.exp(-2 * u * u) * np.exp(-(u - 0.5) ** 2 / (2 * s))
+                              / np.sqrt(2 * np.pi * s), -np.inf, np.inf, epsabs=1e-14)
+    assert float(res["k"].value[0, 0]) == pytest.approx(truth, rel=1e-9)

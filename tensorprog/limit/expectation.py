@@ -54,6 +54,26 @@ def expand_top(f):
     return sympy.expand(f, deep=False, mul=True, multinomial=True, power_exp=False, power_base=False, log=False)
 
 
+def _hold_linear_combinations(f):
+    """Hide sums of several atoms that are also arguments of functions behind placeholder symbols.
+
+    (b + z) exp(-(b + z)^2) is u exp(-u^2) over the one Gaussian u = b + z (a 1-D closed form);
+    expanding the prefactor first would give b exp(-(b+z)^2) + z exp(-(b+z)^2), each over the two
+    variables b and b + z.  Returns (f with placeholders, {placeholder: sum}); ({}) when nothing to hold.
+    """
+    inside = set()
+    for node in distinct_subexpressions(f):
+        if isinstance(node, sympy.Function) and not isinstance(node, sympy.core.function.AppliedUndef):
+            for arg in node.args:
+                inside.update(e for e in distinct_subexpressions(arg)
+                              if e.is_Add and len(atoms_in(e)) > 1 and _linear(e) is not None)
+    if not inside:
+        return f, {}
+    hold = {e: sympy.Dummy("held") for e in inside}
+    held = f.xreplace(hold)
+    return held, {d: e for e, d in hold.items()}
+
+
 def vanishes_on_delta(term) -> bool:
     """Whether a product term is 0 because a factor vanishes where a Dirac delta in it is supported.
 
@@ -107,7 +127,9 @@ class Expectations:
 
     def _expect_sum(self, g, axes):
         total = []
-        for term in sympy.Add.make_args(expand_top(g)):
+        held, back = _hold_linear_combinations(g)
+        for term in sympy.Add.make_args(expand_top(held)):
+            term = term.xreplace(back) if back else term
             if term.has(DiracDelta) and vanishes_on_delta(term):
                 continue
             atoms = atoms_in(term)
