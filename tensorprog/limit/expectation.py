@@ -23,7 +23,7 @@ from __future__ import annotations
 import sympy
 from sympy import DiracDelta, Derivative
 
-from . import closed_forms
+from . import closed_forms, printers
 from ..ir.core import Formals
 from .symbols import (INDEX, Integral, SteinCoefficient, atom_of, atoms_in, distinct_subexpressions, index_symbols_in,
                       is_atom, is_qref, reindex)
@@ -54,6 +54,56 @@ def expand_top(f):
     return sympy.expand(f, deep=False, mul=True, multinomial=True, power_exp=False, power_base=False, log=False)
 
 
+def _hold_linear_combinations(f):
+    """Hide sums of several atoms that are also arguments of functions behind placeholder symbols.
+
+    (b + z) exp(-(b + z)^2) is u exp(-u^2) over the one Gaussian u = b + z (a 1-D closed form);
+    expanding the prefactor first would give b exp(-(b+z)^2) + z exp(-(b+z)^2), each over the two
+    variables b and b + z.  Returns (f with placeholders, {placeholder: sum}); ({}) when nothing to hold.
+    """
+    inside = set()
+    for node in distinct_subexpressions(f):
+        if isinstance(node, sympy.Function) and not isinstance(node, sympy.core.function.AppliedUndef):
+            for arg in node.args:
+                inside.update(e for e in distinct_subexpressions(arg)
+                              if e.is_Add and len(atoms_in(e)) > 1 and _linear(e) is not None)
+    if not inside:
+        return f, {}
+    hold = {e: sympy.Dummy("held") for e in inside}
+    held = f.xreplace(hold)
+    return held, {d: e for e, d in hold.items()}
+
+
+def vanishes_on_delta(term) -> bool:
+    """Whether a product term is 0 because a factor vanishes where a Dirac delta in it is supported.
+
+    g(x) delta(x - c) = g(c) delta(x - c) for g continuous at c; when g(c) = 0 the term is 0
+    (e.g. x^2 delta(x) = 0, so step(a) a^2 has derivative 2 a step(a) almost surely).  For each
+    delta factor delta(a Z + b) (Z an atom, a free of atoms) the other factors g are evaluated at
+    Z = -b/a; a delta power delta^k is delta * delta^(k-1), so the remaining deltas are left out of g.
+    Only an exact 0 counts: a finite nonzero g(c), or g undefined there, leaves the term as it is.
+    """
+    factors = sympy.Mul.make_args(term)
+    for k, fac in enumerate(factors):
+        base = fac.base if fac.is_Pow and fac.exp.is_Integer and fac.exp > 0 else fac
+        if not isinstance(base, DiracDelta) or len(base.args) != 1:
+            continue
+        arg = base.args[0]
+        for z in sorted(atoms_in(arg), key=sympy.default_sort_key):
+            a = arg.diff(z)
+            if a == 0 or atoms_in(a):
+                continue
+            root = sympy.expand(-(arg - a * z) / a)   # arg is linear in z: a is free of atoms
+            rest = [f for j, f in enumerate(factors) if j != k and not f.has(DiracDelta)]
+            if not rest:
+                break
+            g = sympy.Mul(*rest).xreplace({z: root})
+            if g == 0:
+                return True
+            break
+    return False
+
+
 class Expectations:
     """The expectation engine of one derivation; ``owner`` supplies atom covariances and quantities."""
 
@@ -77,7 +127,11 @@ class Expectations:
 
     def _expect_sum(self, g, axes):
         total = []
-        for term in sympy.Add.make_args(expand_top(g)):
+        held, back = _hold_linear_combinations(g)
+        for term in sympy.Add.make_args(expand_top(held)):
+            term = term.xreplace(back) if back else term
+            if term.has(DiracDelta) and vanishes_on_delta(term):
+                continue
             atoms = atoms_in(term)
             if not atoms:
                 total.append(term)
@@ -123,7 +177,8 @@ class Expectations:
                 return closed
             return self.owner.moment_quantity(closed, axes, f, method=_closed_form_name(F, len(variables)))
         if F.has(DiracDelta):
-            raise LimitError(f"cannot integrate a Dirac delta numerically: E[{f}]")
+            # Printed with the program's variable names (atoms print as Z[x], Ẑ[W@x]), never internal ids.
+            raise LimitError(f"cannot integrate a Dirac delta numerically: E[{printers.text(f, {})}]")
         integral = Integral(F, tuple(variables), tuple(mean), cov)
         return self.owner.moment_quantity(integral, axes, f, method=f"numeric, {len(variables)}-dimensional")
 
