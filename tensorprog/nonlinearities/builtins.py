@@ -68,3 +68,6 @@ for _entry in (
                  doc=("a x + (1 - a) relu(x)", "a + (1 - a) step(x)")),
 ):
     register(_entry)
+
+# Builtins with a module of their own (one file each; see docs/contributing.md).
+from . import mish  # noqa: E402,F401
