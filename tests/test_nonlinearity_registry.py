@@ -180,3 +180,52 @@ def test_views_are_the_registry():
     assert CF._STEIN_HEADS == {e.make for e in BUILTINS if e.stein}
     assert all(codegen._UNARY[e.sympy_name] == e.numba for e in BUILTINS if isinstance(e.numba, str))
     assert set(F.BUILTIN_NAMES) == {e.name for e in BUILTINS}
+
+
+# --- user-registered functions ----------------------------------------------------------------------
+SRC = """
+data X = [[1, 0, 0], [0.6, 0.8, 0]]
+vector g[i] ~ N(0.5, dot(X[i], X[i']) / dim(X))
+out E[i] = mean(%s)
+"""
+
+
+def _gauss(fn, m, s):
+    """E[fn(u)], u ~ N(m, s), by quadrature (the independent truth)."""
+    return _quad(lambda z: float(fn(m + math.sqrt(s) * z)) * stats.norm.pdf(z), -m / math.sqrt(s))
+
+
+def test_user_function_numeric_with_derivative():
+    import tensorprog as tp
+
+    def f(x):
+        return x * np.tanh(np.logaddexp(0.0, x))
+
+    def df(x):
+        t, s = np.tanh(np.logaddexp(0.0, x)), 1 / (1 + np.exp(-x))
+        return t + x * s * (1 - t * t)
+
+    tp.register_nonlinearity("usermish", f, derivative=df)
+    r = tp.evaluate(tp.parse(SRC % "usermish(g[i]) * usermish'(g[i])"))
+    want = _gauss(lambda u: f(u) * df(u), 0.5, 1 / 3)
+    np.testing.assert_allclose(r["E"].value, want, rtol=1e-9)
+    assert "closed form" not in r["E"].method
+
+
+def test_user_closed_form_scaled_erf():
+    import tensorprog as tp
+    from scipy.special import erf
+
+    a = 3.0
+    tp.register_nonlinearity("usererf3", lambda x: erf(a * x), closed_form=(
+        "erf(3 m / sqrt(1 + 18 s))", lambda m, s: sympy.erf(3 * m / sympy.sqrt(1 + 18 * s))))
+    r = tp.evaluate(tp.parse(SRC % "usererf3(g[i])"))
+    np.testing.assert_allclose(r["E"].value, _gauss(lambda u: erf(a * u), 0.5, 1 / 3), rtol=1e-12)
+    assert r["E"].method == "closed form"
+
+
+def test_builtin_names_cannot_be_replaced():
+    import tensorprog as tp
+
+    with pytest.raises(ValueError, match="builtin"):
+        tp.register_nonlinearity("relu", np.abs)

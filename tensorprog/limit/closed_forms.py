@@ -251,6 +251,18 @@ _PAIR_TABLE = (
 )
 
 _SINGLE = {name: rule for name, _, rule in _SINGLE_TABLE}
+
+
+def _add_registered_form(entry):
+    """A registry entry's own closed form E[f(u)] (builtins and register_nonlinearity)."""
+    if entry.single:
+        form = entry.make(_X)
+        _FUNCTIONS[entry.name] = form
+        _NAME_OF[form] = entry.name
+        _SINGLE[entry.name] = entry.single[1]
+
+
+NL.subscribe(_add_registered_form)
 _PAIR = {}
 for _f, _g, _, _rule in _PAIR_TABLE:
     _PAIR[(_f, _g)] = _rule

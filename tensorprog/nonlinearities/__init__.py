@@ -38,6 +38,8 @@ class Nonlinearity:
     closed_form True when the expectation rule table has closed forms with it
     stein       True when Stein's lemma terminates on it (its derivatives end in the table)
     doc         (function, derivative) text of its row in the docs table of docs/language.md
+    single      (formula, rule) or (): the closed form of E[f(u)], u ~ N(m, s), as ``rule(m, s)``
+                (sympy expressions); a builtin's forms may instead live in closed_forms' tables
     """
 
     name: str
@@ -52,6 +54,7 @@ class Nonlinearity:
     closed_form: bool = False
     stein: bool = False
     doc: tuple = ("", "")
+    single: tuple = ()   # (formula text, rule(m, s)): E[f(u)] for u ~ N(m, s), a sympy expression
     user: bool = field(default=False, compare=False)
 
     @property
@@ -75,6 +78,17 @@ NONSMOOTH_VIEW: set = set()   # sympy names with kinks                 (integral
 CHEAP_VIEW: set = set()       # sympy names cheap to compile           (fused._CHEAP)
 TABLE_VIEW: set = set()       # sympy names of the closed-form table   (expectation._TABLE_FUNCTIONS)
 STEIN_VIEW: set = set()       # sympy classes Stein terminates on      (closed_forms._STEIN_HEADS)
+TABLE_VIEW.update({"DiracDelta", "SafeCorr", "Zscore"})  # the limit pass's own table heads
+# Called with each entry registered (and, on subscription, with every entry so far): the
+# closed-form solver adds the entries' ``single`` forms to its table this way.
+_LISTENERS: list = []
+
+
+def subscribe(listener):
+    """Call ``listener(entry)`` for every registered entry, now and on each later registration."""
+    _LISTENERS.append(listener)
+    for entry in list(REGISTRY.values()):
+        listener(entry)
 
 
 def register(entry: Nonlinearity, replace=False):
@@ -98,10 +112,12 @@ def register(entry: Nonlinearity, replace=False):
         NONSMOOTH_VIEW.add(key)
     if entry.cheap:
         CHEAP_VIEW.add(key)
-    if entry.closed_form:
+    if entry.closed_form or entry.single:
         TABLE_VIEW.add(key)
     if entry.stein:
         STEIN_VIEW.add(entry.make)
+    for listener in _LISTENERS:
+        listener(entry)
     return entry
 
 

@@ -28,13 +28,15 @@ def _make_class(name, numpy_fn, derivative_cls):
                                             "__module__": __name__})
 
 
-def register_nonlinearity(name, numpy, derivative=None, second_derivative=None, doc=""):
+def register_nonlinearity(name, numpy, derivative=None, second_derivative=None, closed_form=None, doc=""):
     """Make ``name`` a function ``.tp`` programs can call, computed by ``numpy`` (a vectorised
     function of a float64 array).
 
     ``derivative`` (and ``second_derivative``) are numpy implementations of f' (and f''), needed
     for programs that take primes (``name'``).  The function has no closed forms: expectations
-    with it are computed by quadrature or Monte Carlo.  Returns the registry entry.
+    with it are computed by quadrature or Monte Carlo, unless ``closed_form = (formula text,
+    rule)`` gives E[f(u)] for u ~ N(m, s) as ``rule(m, s)`` (a sympy expression of the symbols m
+    and s): then a single-Gaussian expectation of f is that formula.  Returns the registry entry.
     """
     from . import REGISTRY, Nonlinearity, register
 
@@ -50,5 +52,7 @@ def register_nonlinearity(name, numpy, derivative=None, second_derivative=None, 
     cls = None
     for cname, fn in reversed(impls):  # innermost derivative first: each class differentiates to the next
         cls = _make_class(cname, fn, cls)
-        entry = register(Nonlinearity(cname, 1, cls, cname, numpy=fn, doc=(doc, ""), user=True), replace=True)
+        single = tuple(closed_form) if (closed_form and cname == name) else ()
+        entry = register(Nonlinearity(cname, 1, cls, cname, numpy=fn, doc=(doc, ""), single=single, user=True),
+                         replace=True)
     return entry
