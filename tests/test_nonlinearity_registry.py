@@ -111,6 +111,28 @@ def test_single_closed_forms_match_quadrature(name, rule):
         assert _num(rule(sympy.Float(m), sympy.Float(s))) == pytest.approx(val, rel=1e-9, abs=1e-12), (name, m, s)
 
 
+REGISTRY_SINGLE = [e for e in BUILTINS if e.single]
+
+
+@pytest.mark.parametrize("entry", REGISTRY_SINGLE, ids=lambda e: e.name)
+def test_registry_closed_forms_match_quadrature(entry):
+    f = compile_numpy(entry.make(T), (T,))
+    for m, s in MS:
+        sd = math.sqrt(s)
+        want = _quad(lambda z: float(f(m + sd * z)) * stats.norm.pdf(z), -m / sd)
+        got = _num(entry.single[1](sympy.Float(m), sympy.Float(s)))
+        assert got == pytest.approx(want, rel=1e-10, abs=1e-13), (entry.name, m, s)
+
+
+def test_registry_closed_form_is_used_by_evaluate():
+    import tensorprog as tp
+
+    (entry,) = [e for e in REGISTRY_SINGLE if e.name == "rbf"]
+    r = tp.evaluate(tp.parse(SRC % "rbf(g[i])"))
+    assert r["E"].method == "closed form"
+    np.testing.assert_allclose(r["E"].value, _gauss(lambda u: np.exp(-u * u / 2), 0.5, 1 / 3), rtol=1e-12)
+
+
 def test_delta_single_closed_form_is_the_density_at_zero():
     rule = dict((n, r) for n, _, r in CF._SINGLE_TABLE)["delta"]
     for m, s in MS:

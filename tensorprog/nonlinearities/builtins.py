@@ -70,4 +70,4 @@ for _entry in (
     register(_entry)
 
 # Builtins with a module of their own (one file each; see docs/contributing.md).
-from . import mish  # noqa: E402,F401
+from . import mish, rbf  # noqa: E402,F401
