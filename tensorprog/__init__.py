@@ -40,5 +40,6 @@ def evaluate(program, method="auto", samples=1 << 20, seed=0, threads=None, defi
 
 
 from . import simulate  # noqa: E402  (the module is callable: tensorprog.simulate(program, width, seeds))
+from .nonlinearities import register_nonlinearity  # noqa: E402
 
-__all__ = ["__version__", "TPError", "parse", "derive", "evaluate", "simulate"]
+__all__ = ["__version__", "TPError", "parse", "derive", "evaluate", "simulate", "register_nonlinearity"]

@@ -10,11 +10,10 @@ a derivative that is a Dirac delta (``step'``, ``sign'``) stays a
 Conventions (they only matter on sets of measure zero):
     step(x) = 1 for x > 0, 1/2 at 0, 0 for x < 0;  sign(x) = 2 step(x) - 1.
 
-``NUMPY_IMPL`` maps each class to a vectorised numpy implementation (used by the
-finite-width simulator); the numba printer in ``tensorprog.numeric`` has its own.
+Each builtin's numpy/numba implementations and what the limit pass knows of it are in its
+registry entry (:mod:`tensorprog.nonlinearities`); ``_BUILTINS`` and ``NUMPY_IMPL`` here are views.
 """
 from __future__ import annotations
-
 
 import numpy as np
 import sympy
@@ -203,35 +202,28 @@ def _identity(x):
     return x
 
 
-# name -> (constructor, number of arguments).  The first argument is the
-# coordinatewise input; any further ones are parameters (scalars).
-_BUILTINS = {
-    "relu": (relu, 1),
-    "step": (step, 1),
-    "sign": (sympy.sign, 1),
-    "abs": (sympy.Abs, 1),
-    "tanh": (tanh, 1),
-    "erf": (sympy.erf, 1),
-    "sigmoid": (sigmoid, 1),
-    "gelu": (gelu, 1),
-    "silu": (silu, 1),
-    "softplus": (softplus, 1),
-    "sin": (sympy.sin, 1),
-    "cos": (sympy.cos, 1),
-    "exp": (sympy.exp, 1),
-    "log": (sympy.log, 1),
-    "sqrt": (sympy.sqrt, 1),
-    "Phi": (Phi, 1),
-    "identity": (_identity, 1),
-    "leaky_relu": (_leaky_relu, 2),
-}
-
-BUILTIN_NAMES = tuple(sorted(_BUILTINS))
+# name -> (constructor, number of arguments), generated from the registry
+# (tensorprog.nonlinearities).  The first argument is the coordinatewise input; any further ones
+# are parameters (scalars).
+from .nonlinearities import BUILTINS_VIEW as _BUILTINS  # noqa: E402
 
 
 def builtin(name):
     """Return ``(constructor, arity)`` of a builtin function, or ``None``."""
     return _BUILTINS.get(name)
+
+
+def __getattr__(name):
+    # Sorted builtin names, computed on use: user-registered functions join the list.
+    if name == "BUILTIN_NAMES":
+        return tuple(sorted(n for n, e in _registry().items() if not e.user))
+    raise AttributeError(name)
+
+
+def _registry():
+    from .nonlinearities import REGISTRY
+
+    return REGISTRY
 
 
 _FORMALS = sympy.symbols("t0:8", real=True)
@@ -284,22 +276,11 @@ def _np_dirac(x, *args):
     raise ValueError("a Dirac delta (the derivative of step or sign) cannot be evaluated pointwise")
 
 
-NUMPY_IMPL = {
-    "relu": lambda x: np.maximum(x, 0.0),
-    "tanh": np.tanh,
-    "step": _np_step,
-    "sigmoid": _np_sigmoid,
-    "Phi": _np_Phi,
-    "gelu": _np_gelu,
-    "silu": _np_silu,
-    "softplus": _np_softplus,
-    "DiracDelta": _np_dirac,
-    "erf": lambda x: _scipy_erf()(x),
-}
+# sympy head name -> numpy implementation (lambdify namespace of the simulator), generated from
+# the registry; a Dirac delta has no pointwise value.
+from .nonlinearities import NUMPY_VIEW as NUMPY_IMPL  # noqa: E402
 
+NUMPY_IMPL["DiracDelta"] = _np_dirac
 
-def _scipy_erf():
-    from scipy.special import erf
-
-    return erf
-
+from .nonlinearities import DATA_NUMPY_VIEW as DATA_NUMPY_IMPL  # noqa: E402
+from .nonlinearities import builtins as _builtins  # noqa: E402,F401  (registers the builtins)

@@ -6,7 +6,6 @@ generated and of static kernels, live in the tensorprog cache directory, never i
 folder; a corrupted numba index and an uncreatable cache directory cost a recompilation, not the run.
 """
 import hashlib
-import json
 import os
 import stat
 import subprocess

@@ -12,6 +12,8 @@ import sympy
 
 import tensorprog
 from tensorprog import functions as F
+from tensorprog.nonlinearities.mish import mish
+from tensorprog.nonlinearities.rbf import rbf
 from tensorprog.ir.core import PARAMS, VEC_ARGS, WIDTH, AxisRef, Kind
 
 n = WIDTH
@@ -151,7 +153,7 @@ BUILTINS = {
     "relu": F.relu, "step": F.step, "sign": sympy.sign, "abs": sympy.Abs, "tanh": F.tanh, "erf": sympy.erf,
     "sigmoid": F.sigmoid, "gelu": F.gelu, "silu": F.silu, "softplus": F.softplus, "sin": sympy.sin,
     "cos": sympy.cos, "exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "Phi": F.Phi,
-    "identity": lambda t: t,
+    "identity": lambda t: t, "mish": mish, "rbf": rbf,
 }
 
 

@@ -139,10 +139,8 @@ def data_dot(a: DataT, b: DataT) -> DataT:
     return DataT(r, tags)
 
 
-_NUMPY_FUNCS = {
-    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs, "tanh": np.tanh, "sin": np.sin,
-    "cos": np.cos, "sign": np.sign,
-}
+# user name -> numpy implementation on data arguments (a view of tensorprog.nonlinearities).
+_NUMPY_FUNCS = F.DATA_NUMPY_IMPL
 
 
 def numpy_function(name):

@@ -25,6 +25,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import sympy
+
+from .. import functions as _functions  # noqa: F401  (registers the builtin nonlinearities)
+from .. import nonlinearities as NL
 from sympy import Abs, DiracDelta, S, acos, asin, cos, cosh, erf, exp, pi, sign, sin, sinh, sqrt
 
 from ..functions import Phi, gelu, relu, step
@@ -248,6 +251,18 @@ _PAIR_TABLE = (
 )
 
 _SINGLE = {name: rule for name, _, rule in _SINGLE_TABLE}
+
+
+def _add_registered_form(entry):
+    """A registry entry's own closed form E[f(u)] (builtins and register_nonlinearity)."""
+    if entry.single:
+        form = entry.make(_X)
+        _FUNCTIONS[entry.name] = form
+        _NAME_OF[form] = entry.name
+        _SINGLE[entry.name] = entry.single[1]
+
+
+NL.subscribe(_add_registered_form)
 _PAIR = {}
 for _f, _g, _, _rule in _PAIR_TABLE:
     _PAIR[(_f, _g)] = _rule
@@ -312,7 +327,7 @@ class _Term(NamedTuple):
 _SKIP = object()       # a reduction that does not apply (None means: no closed form)
 _MAX_DEPTH = 60
 # Atoms whose derivatives end in the table, a tilt or a delta: Stein's lemma terminates on them.
-_STEIN_HEADS = {relu, step, sign, Abs, erf, Phi, gelu, sin, cos}
+_STEIN_HEADS = NL.STEIN_VIEW  # registry entries with `stein`
 
 
 def _polynomial(expr, names, degree):

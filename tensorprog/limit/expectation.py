@@ -21,6 +21,9 @@ shared wherever it recurs.
 from __future__ import annotations
 
 import sympy
+
+from .. import functions as _functions  # noqa: F401  (registers the builtin nonlinearities)
+from .. import nonlinearities as NL
 from sympy import DiracDelta, Derivative
 
 from . import closed_forms, printers
@@ -311,8 +314,7 @@ _CLOSED_CACHE: dict = {}
 # Functions the rule table knows (with polynomials).  An integrand with any other function
 # (tanh, sigmoid, a user function, ...) can only have a closed form by symmetry, which is
 # checked directly: handing it to the table would expand it for nothing.
-_TABLE_FUNCTIONS = {"relu", "step", "sign", "Abs", "erf", "Phi", "gelu", "exp", "sin", "cos", "DiracDelta",
-                    "SafeCorr", "Zscore"}
+_TABLE_FUNCTIONS = NL.TABLE_VIEW  # live: user-registered closed forms join it
 
 
 def _table_can_apply(F):

@@ -17,6 +17,9 @@ import math
 import sympy
 from sympy.printing.str import StrPrinter
 
+from .. import functions as _F  # noqa: F401  (registers the builtin nonlinearities)
+from .. import nonlinearities as NL
+
 PRELUDE = """\
 import math
 import numpy as np
@@ -26,13 +29,11 @@ from tensorprog.numeric import special as _sp
 _JIT = dict(cache=True, error_model="numpy", fastmath={"contract"})
 """
 
-# sympy function name -> numba call (one argument).
-_UNARY = {
-    "tanh": "_sp.tanh", "erf": "_sp.erf", "erfc": "_sp.erfc", "exp": "_sp.exp", "log": "_sp.log",
-    "sin": "_sp.sin", "cos": "_sp.cos", "acos": "_sp.acos", "asin": "_sp.asin", "atan": "_sp.atan",
-    "Phi": "_sp.ndtr", "sigmoid": "_sp.sigmoid", "softplus": "_sp.softplus",
-    "sinh": "_sinh", "cosh": "_cosh",
-}
+# sympy function name -> numba call (one argument): the nonlinearities' own (from their registry
+# entries) and those the limit pass introduces.
+_UNARY = NL.NUMBA_UNARY_VIEW
+_UNARY.update({"erfc": "_sp.erfc", "acos": "_sp.acos", "asin": "_sp.asin", "atan": "_sp.atan",
+               "sinh": "_sinh", "cosh": "_cosh"})
 
 
 class CodegenError(ValueError):
@@ -79,6 +80,8 @@ class NumbaPrinter(StrPrinter):
         name = type(expr).__name__
         args = [self._print(a) for a in expr.args]
         rule = getattr(self, f"_fn_{name}", None)
+        if rule is None:
+            rule = NL.NUMBA_RULES_VIEW.get(name)  # a nonlinearity's inline form
         if rule is not None:
             return rule(*args)
         if name in _UNARY and len(args) == 1:
@@ -86,24 +89,6 @@ class NumbaPrinter(StrPrinter):
         raise CodegenError(f"cannot generate numeric code for the function {name}")
 
     # --- functions with inline forms
-    def _fn_relu(self, x):
-        return f"max({x}, 0.0)"
-
-    def _fn_step(self, x):
-        return f"(1.0 if ({x}) > 0.0 else (0.0 if ({x}) < 0.0 else 0.5))"
-
-    def _fn_sign(self, x):
-        return f"(1.0 if ({x}) > 0.0 else (-1.0 if ({x}) < 0.0 else 0.0))"
-
-    def _fn_Abs(self, x):
-        return f"abs({x})"
-
-    def _fn_gelu(self, x):
-        return f"(({x}) * _sp.ndtr({x}))"
-
-    def _fn_silu(self, x):
-        return f"(({x}) * _sp.sigmoid({x}))"
-
     def _fn_Max(self, *xs):
         return "max(" + ", ".join(xs) + ")"
 

@@ -18,6 +18,9 @@ import hashlib
 import numpy as np
 import sympy
 
+from .. import functions as _functions  # noqa: F401  (registers the builtin nonlinearities)
+from .. import nonlinearities as NL
+
 from ..limit.symbols import INDEX, Integral, SteinCoefficient, quantity_of, qrefs_in
 from .codegen import NumbaPrinter, module_source, with_standard_deviations
 
@@ -27,7 +30,7 @@ FUSE_MIN_POINTS = 50_000
 # network each) generate identical source and are compiled once, then reused.
 MAX_GROUP_WEIGHT = 6
 _CHEAP = {"Add", "Mul", "Pow", "Symbol", "Integer", "Rational", "Float", "Half", "One", "Zero", "NegativeOne",
-          "Pi", "relu", "step", "sign", "Abs", "Max", "Min", "SafeCorr", "Zscore"}
+          "Pi", "Max", "Min", "SafeCorr", "Zscore"} | NL.CHEAP_VIEW
 
 
 def signature(q):

@@ -22,11 +22,14 @@ import numpy as np
 import sympy
 
 from ..ir.core import Formals
+from .. import functions as _functions  # noqa: F401  (registers the builtin nonlinearities)
+from .. import nonlinearities as NL
+
 from ..limit.symbols import is_qref, qrefs_in
 from . import quadrature as Q
 from .npfuncs import compile_numpy
 
-NONSMOOTH = {"relu", "step", "sign", "Abs", "Max", "Min", "Heaviside", "DiracDelta"}
+NONSMOOTH = {"Max", "Min", "Heaviside", "DiracDelta"} | NL.NONSMOOTH_VIEW  # kinks: registry entries' `kinks`
 # The quadratures split at the zero of every function's (affine) argument, not only at kinks:
 # that is where a steep smooth function (tanh of a large variance) turns, and Gauss-Legendre
 # nodes cluster at the ends of each piece.

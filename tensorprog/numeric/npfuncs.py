@@ -83,4 +83,4 @@ def compile_numpy(expr, symbols):
                 out = out + fn(*[args[k] for k in used])
             return out
         return total
-    return sympy.lambdify(symbols, _float_constants(expr), modules=[MODULE, "numpy"], cse=True)
+    return sympy.lambdify(symbols, _float_constants(expr), modules=[MODULE, F.NUMPY_IMPL, "numpy"], cse=True)
