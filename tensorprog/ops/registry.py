@@ -21,6 +21,10 @@ class RuleTable(dict):
         self.name = name
         self.doc = doc
 
+    # a table is one interpretation: compared and hashed by identity, not by its contents
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
     def register(self, *classes):
         """Decorator: ``fn`` is this interpretation's rule for each of ``classes``."""
         def deco(fn):
