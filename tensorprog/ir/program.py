@@ -56,6 +56,7 @@ class Program:
         """One line: instruction counts per op, families and outputs."""
         c = Counter(i.op for i in self.instructions)
         order = ["init_matrix", "init_vector", "init_scalar", "matmul", "nonlin", "moment", "scalar_fn"]
+        order += sorted(set(c) - set(order))  # ops registered outside the package
         parts = [f"{c[k]} {k}" for k in order if c[k]]
         fam = sum(1 for i in self.instructions if i.out.axes)
         axes = ", ".join(str(a) for a in self.axes.values())
