@@ -3,8 +3,8 @@
 One rule per instruction class (the ``DERIVE`` table; each op's rule lives in its module under
 tensorprog/ops/), run in program order by a short interpreter loop that attaches the
 instruction's source position to any error; the covariance of two atoms of one Gaussian group is
-the ``GAUSSIAN_COV`` rule of the op that created them (the block's data for InitVector, the rule
-below for MatMul in ops/matmul.py):
+the ``GAUSSIAN_COV`` rule of the op that created them (the block's data for InitVector in ops/init.py;
+sigma^2 E[Z^x Z^y] for MatMul in ops/matmul.py).  The rules:
 
 * InitVector:  Z^x = an atom of the block's Gaussian group (mean and covariance from data);
 * InitMatrix:  sigma^2 = lim_n variance(n) * fan_in(n);

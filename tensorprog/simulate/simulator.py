@@ -29,7 +29,6 @@ import numpy as np
 import sympy
 
 from ..errors import error
-from ..functions import NUMPY_IMPL
 from ..memory import available_memory
 from ..progress import Progress
 from ..ir.core import WIDTH, AxisRef, Kind
