@@ -24,6 +24,7 @@ import sympy
 
 from .. import functions as F
 from ..errors import Diagnostics, TPError, did_you_mean, error, whole_file
+from ..ops.registry import CSE_KEY
 from ..ir.core import PARAMS, VEC_ARGS, Arg, Axis, AxisRef, InitScalar, Kind, MatMul, Nonlin, ScalarFn, Value
 from . import ast
 from .declarations import Declarations
@@ -322,7 +323,7 @@ class Elaborator(Declarations, Outputs):
         params = tuple(arg(s) for s in par)
         fn = expr.xreplace({**{s: VEC_ARGS[k] for k, s in enumerate(vec)},
                             **{s: PARAMS[k] for k, s in enumerate(par)}})
-        key = (cls.op, fn, tuple((a.value.id, a.index) for a in vec_args + params), axes)
+        key = CSE_KEY[cls](cls, axes, fn=fn, vec_args=vec_args, params=params)
         out = self.cse.get(key)
         if out is None:
             kind = Kind.VECTOR if cls is Nonlin else Kind.SCALAR
@@ -353,7 +354,7 @@ class Elaborator(Declarations, Outputs):
         axes = tuple(self.fvar_axis(ctx, n, pos) for n in names)
         amap = {n: AxisRef(p) for p, n in enumerate(names)}
         arg = Arg(lf.value, tuple(amap[i] if isinstance(i, str) else i for i in lf.index))
-        key = ("matmul", m.value.id, m.transposed, arg.value.id, arg.index, axes)
+        key = CSE_KEY[MatMul](MatMul, axes, matrix=m.value, arg=arg, transposed=m.transposed)
         out = self.cse.get(key)
         if out is None:
             out = self.new_value(f"%{len(self.values)}", Kind.VECTOR, axes, out_dim)

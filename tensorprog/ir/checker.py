@@ -1,6 +1,7 @@
 """The type checker: verifies a Program's instructions, separately from how they were built.
 
-One rule per instruction class checks kinds, widths, arities, index terms and
+One rule per instruction class (the ``CHECK`` table, each op's rule in its module under
+tensorprog/ops/) checks kinds, widths, arities, index terms and
 definition order; initial Gaussian blocks are checked to have finite means and
 a symmetric positive semi-definite covariance (numerically, now that the data
 is known).  Every failure is a diagnostic at the instruction's source position.
@@ -10,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import Diagnostics
-from .core import (PARAMS, VEC_ARGS, AxisRef, InitMatrix, InitScalar, InitVector, Kind, MatMul, Moment, Nonlin,
-                   ScalarFn, WIDTH)
+from ..ops.registry import CHECK
+from .core import AxisRef, InitVector
 from .psd import low_rank_min_eigenvalue_bounds
 
 # Relative tolerance for symmetry and for negative eigenvalues of covariances.
@@ -19,15 +20,19 @@ PSD_RTOL = 1e-9
 
 
 def check_program(program) -> None:
-    """Raise TPError with every problem found in ``program``."""
+    """Raise TPError with every problem found in ``program``.
+
+    Every statement is checked, also those no output depends on (``program.all_instructions``):
+    an ill-typed statement is an error whether or not it is used.
+    """
     diags = Diagnostics()
     defined = set()
-    for ins in program.instructions:
+    instructions = getattr(program, "all_instructions", program.instructions)
+    for ins in instructions:
         for v in ins.inputs():
             if v.id not in defined:
                 diags.add(ins.pos, f"'{v.name}' is used before it is defined")
-        rule = _RULES[type(ins)]
-        for msg in rule(ins):
+        for msg in CHECK.rule(ins)(ins):
             diags.add(ins.pos, msg)
         for a in ins.args():
             for msg in _check_index(ins, a):
@@ -36,7 +41,7 @@ def check_program(program) -> None:
             diags.add(ins.pos, f"'{ins.out.name}' is defined twice")
         defined.add(ins.out.id)
     seen_blocks = set()
-    for ins in program.instructions:
+    for ins in instructions:
         if isinstance(ins, InitVector) and id(ins.block) not in seen_blocks:
             seen_blocks.add(id(ins.block))
             for msg in check_block(ins.block):
@@ -54,81 +59,6 @@ def _check_index(ins, arg):
                 yield f"'{arg.value.name}' is indexed by an axis that does not run over {axis.name}"
         elif not 0 <= term < axis.size:
             yield f"member {term} of '{arg.value.name}' is out of range 0..{axis.size - 1}"
-
-
-def _init_matrix(ins: InitMatrix):
-    if ins.out.kind != Kind.MATRIX or ins.out.axes:
-        yield "an initial matrix must be a single matrix"
-    if ins.variance.free_symbols - {WIDTH}:
-        yield "a matrix variance may depend only on the width n"
-
-
-def _init_vector(ins: InitVector):
-    if ins.out.kind != Kind.VECTOR:
-        yield "an initial vector must be a vector"
-
-
-def _init_scalar(ins: InitScalar):
-    if ins.out.kind != Kind.SCALAR:
-        yield "an initial scalar must be a scalar"
-    if ins.is_data:
-        if ins.value.shape != tuple(a.size for a in ins.out.axes):
-            yield "data scalar has the wrong shape for its family"
-        elif not np.all(np.isfinite(ins.value)):
-            yield "data scalar contains NaN or infinite values"
-    elif ins.value.free_symbols - {WIDTH}:
-        yield "an initial scalar may depend only on the width n"
-
-
-def _matmul(ins: MatMul):
-    if ins.matrix.kind != Kind.MATRIX:
-        yield f"'{ins.matrix.name}' is not a matrix"
-        return
-    if ins.arg.value.kind != Kind.VECTOR:
-        yield f"'{ins.arg.value.name}' is not a vector"
-        return
-    rows, cols = ins.matrix.dim
-    need, out = (rows, cols) if ins.transposed else (cols, rows)
-    if ins.arg.value.dim != need:
-        yield f"shape mismatch in {ins.matrix.name}{'.T' if ins.transposed else ''} @ {ins.arg.value.name}"
-    if ins.out.dim != out:
-        yield "matmul result has the wrong width"
-
-
-def _coordinatewise(kind_out, vectors_allowed=True):
-    def rule(ins):
-        if ins.out.kind != kind_out:
-            yield f"{ins.op} must produce a {kind_out.value}"
-        if not vectors_allowed and ins.vec_args:
-            yield "a scalar function cannot take vectors"
-        if vectors_allowed and ins.op != "scalar_fn" and not ins.vec_args:
-            yield f"{ins.op} needs at least one vector argument"
-        dims = {a.value.dim for a in ins.vec_args}
-        if len(dims) > 1:
-            yield f"{ins.op} mixes vectors of different widths"
-        if ins.op == "nonlin" and dims and ins.out.dim not in dims:
-            yield "nonlin result has the wrong width"
-        for a in ins.vec_args:
-            if a.value.kind != Kind.VECTOR:
-                yield f"'{a.value.name}' is not a vector"
-        for a in ins.params:
-            if a.value.kind != Kind.SCALAR:
-                yield f"'{a.value.name}' is not a scalar"
-        allowed = set(VEC_ARGS[:len(ins.vec_args)]) | set(PARAMS[:len(ins.params)])
-        if ins.fn.free_symbols - allowed:
-            yield f"{ins.op} function uses unknown symbols {sorted(map(str, ins.fn.free_symbols - allowed))}"
-    return rule
-
-
-_RULES = {
-    InitMatrix: _init_matrix,
-    InitVector: _init_vector,
-    InitScalar: _init_scalar,
-    MatMul: _matmul,
-    Nonlin: _coordinatewise(Kind.VECTOR),
-    Moment: _coordinatewise(Kind.SCALAR),
-    ScalarFn: _coordinatewise(Kind.SCALAR, vectors_allowed=False),
-}
 
 
 def check_block(block):

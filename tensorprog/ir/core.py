@@ -187,79 +187,6 @@ class Instr:
         return tuple(a.value for a in self.args())
 
 
-@dataclass(frozen=True, eq=False)
-class InitMatrix(Instr):
-    """W with iid entries N(0, variance(n)); sigma^2 = lim variance * fan_in."""
-
-    variance: sympy.Expr = None
-    op: ClassVar[str] = "init_matrix"
-
-
-@dataclass(frozen=True, eq=False)
-class InitVector(Instr):
-    """Member ``member`` of a jointly Gaussian initial block."""
-
-    block: GaussianBlock = None
-    member: int = 0
-    op: ClassVar[str] = "init_vector"
-
-
-@dataclass(frozen=True, eq=False)
-class InitScalar(Instr):
-    """An initial scalar: a width expression (sympy, in n), or data (an array over the axes)."""
-
-    value: object = None
-    op: ClassVar[str] = "init_scalar"
-
-    @property
-    def is_data(self):
-        return isinstance(self.value, np.ndarray)
-
-
-@dataclass(frozen=True, eq=False)
-class MatMul(Instr):
-    """out = W x (or W^T x when ``transposed``)."""
-
-    matrix: Value = None
-    arg: Arg = None
-    transposed: bool = False
-    op: ClassVar[str] = "matmul"
-
-    def args(self):
-        return (Arg(self.matrix), self.arg)
-
-
-@dataclass(frozen=True, eq=False)
-class _Coordinatewise(Instr):
-    fn: sympy.Expr = None
-    vec_args: tuple = ()
-    params: tuple = ()
-
-    def args(self):
-        return tuple(self.vec_args) + tuple(self.params)
-
-
-@dataclass(frozen=True, eq=False)
-class Nonlin(_Coordinatewise):
-    """out_alpha = fn(x0_alpha, ..., x{k-1}_alpha; p0, ...), coordinatewise."""
-
-    op: ClassVar[str] = "nonlin"
-
-
-@dataclass(frozen=True, eq=False)
-class Moment(_Coordinatewise):
-    """out = (1/n) sum_alpha fn(x0_alpha, ...; p0, ...), a scalar."""
-
-    op: ClassVar[str] = "moment"
-
-
-@dataclass(frozen=True, eq=False)
-class ScalarFn(_Coordinatewise):
-    """out = fn(p0, ..., p{m-1}), a function of scalars only."""
-
-    op: ClassVar[str] = "scalar_fn"
-
-
 @dataclass(frozen=True)
 class Output:
     """A named output: an array of scalars.
@@ -285,3 +212,12 @@ class Output:
     @property
     def array_shape(self):
         return tuple(self.shape[k] if kind == "u" else self.family_axes[k].size for kind, k in self.layout)
+
+
+# The op records live with their rules in tensorprog/ops/ (one module per op); re-exported here so
+# that ``from tensorprog.ir.core import MatMul`` keeps working.
+from ..ops.init import InitMatrix, InitScalar, InitVector  # noqa: E402
+from ..ops.matmul import MatMul  # noqa: E402
+from ..ops.moment import Moment  # noqa: E402
+from ..ops.nonlin import Nonlin  # noqa: E402
+from ..ops.scalar_fn import ScalarFn  # noqa: E402

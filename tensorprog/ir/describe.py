@@ -5,9 +5,8 @@ Temporaries (``%7``) are named by the instruction that defines them, e.g.
 """
 from __future__ import annotations
 
-import sympy
-
-from .core import PARAMS, VEC_ARGS, Arg, InitScalar, MatMul, Moment, Nonlin, ScalarFn
+from ..ops.registry import DESCRIBE
+from .core import Arg
 
 MAX_LEN = 48
 
@@ -36,22 +35,8 @@ def _expr_text(value, defining, depth):
     if ins is None or depth <= 0:
         return value.name
     show = len(value.axes) > 1  # with several axes, say which argument runs over which
-    if isinstance(ins, MatMul):
-        arg = _arg_text(ins.arg, defining, depth, show)
-        if not _is_simple(arg):
-            arg = f"({arg})"
-        return f"{ins.matrix.name}{'.T' if ins.transposed else ''}@{arg}"
-    if isinstance(ins, (Nonlin, Moment, ScalarFn)):
-        names = {}
-        for k, a in enumerate(ins.vec_args):
-            names[VEC_ARGS[k]] = sympy.Symbol(_arg_text(a, defining, depth, show))
-        for k, a in enumerate(ins.params):
-            names[PARAMS[k]] = sympy.Symbol(_arg_text(a, defining, depth, show))
-        body = sympy.sstr(ins.fn.xreplace(names))
-        return f"mean({body})" if isinstance(ins, Moment) else body
-    if isinstance(ins, InitScalar):
-        return f"data@{ins.pos.line}" if ins.is_data else sympy.sstr(ins.value)
-    return value.name
+    text = DESCRIBE.rule(ins)(ins, lambda arg, show_index: _arg_text(arg, defining, depth, show_index), show)
+    return value.name if text is None else text
 
 
 def _is_simple(text):

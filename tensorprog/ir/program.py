@@ -7,7 +7,8 @@ from functools import cached_property
 
 import sympy
 
-from .core import InitMatrix, InitScalar, InitVector, Kind, MatMul
+from ..ops.registry import EDGES, LISTING
+from .core import Kind
 
 
 class Program:
@@ -55,6 +56,7 @@ class Program:
         """One line: instruction counts per op, families and outputs."""
         c = Counter(i.op for i in self.instructions)
         order = ["init_matrix", "init_vector", "init_scalar", "matmul", "nonlin", "moment", "scalar_fn"]
+        order += sorted(set(c) - set(order))  # ops registered outside the package
         parts = [f"{c[k]} {k}" for k in order if c[k]]
         fam = sum(1 for i in self.instructions if i.out.axes)
         axes = ", ".join(str(a) for a in self.axes.values())
@@ -117,14 +119,8 @@ def _graph(instructions):
         v = ins.out
         g.add_node(v.id, name=v.name, kind=v.kind.value, op=ins.op, axes=[a.name for a in v.axes],
                    line=ins.pos.line if ins.pos else None)
-        if isinstance(ins, MatMul):
-            g.add_edge(ins.matrix.id, v.id, role="matrix^T" if ins.transposed else "matrix")
-            g.add_edge(ins.arg.value.id, v.id, role="arg")
-        else:
-            for a in getattr(ins, "vec_args", ()):
-                g.add_edge(a.value.id, v.id, role="arg")
-            for a in getattr(ins, "params", ()):
-                g.add_edge(a.value.id, v.id, role="param")
+        for u, role in EDGES.rule(ins)(ins):
+            g.add_edge(u.id, v.id, role=role)
     return g
 
 
@@ -158,18 +154,6 @@ def format_instruction(ins) -> str:
     """One line of the program listing, e.g. ``g[2][a0] : vector(n) over X = matmul W[2] @ %4[a0]``."""
     v = ins.out
     head = f"{_lhs(v)} : {_kind_text(v, None)} = "
-    if isinstance(ins, InitMatrix):
-        body = f"init N(0, {sympy.sstr(ins.variance)})"
-    elif isinstance(ins, InitVector):
-        body = f"init (block {ins.block.text!r}, member {ins.member})"
-    elif isinstance(ins, InitScalar):
-        body = "init data" if ins.is_data else f"init {sympy.sstr(ins.value)}"
-    elif isinstance(ins, MatMul):
-        body = f"matmul {ins.matrix.name}{'.T' if ins.transposed else ''} @ {ins.arg}"
-    else:
-        args = ", ".join(str(a) for a in ins.vec_args)
-        pars = ", ".join(str(a) for a in ins.params)
-        sig = args + (f"; {pars}" if pars and args else pars)
-        body = f"{ins.op} {_fn_text(ins.fn)} ({sig})"
+    body = LISTING.rule(ins)(ins)
     line = f"  @{ins.pos.line}" if ins.pos else ""
     return head + body + line

@@ -1,7 +1,10 @@
 """The Master Theorem pass: program -> limit program (THEORY.md section 3).
 
-One rule per instruction class, run in program order by a short interpreter
-loop that attaches the instruction's source position to any error:
+One rule per instruction class (the ``DERIVE`` table; each op's rule lives in its module under
+tensorprog/ops/), run in program order by a short interpreter loop that attaches the
+instruction's source position to any error; the covariance of two atoms of one Gaussian group is
+the ``GAUSSIAN_COV`` rule of the op that created them (the block's data for InitVector in ops/init.py;
+sigma^2 E[Z^x Z^y] for MatMul in ops/matmul.py).  The rules:
 
 * InitVector:  Z^x = an atom of the block's Gaussian group (mean and covariance from data);
 * InitMatrix:  sigma^2 = lim_n variance(n) * fan_in(n);
@@ -22,12 +25,11 @@ from fractions import Fraction
 import numpy as np
 import sympy
 
-from ..errors import TPError, error
-from ..ir.core import PARAMS, VEC_ARGS, WIDTH, AxisRef, InitMatrix, InitScalar, InitVector, MatMul, Moment, Nonlin, \
-    ScalarFn
+from ..ir.core import PARAMS, VEC_ARGS, AxisRef
 from ..ir.describe import describe
-from .expectation import Expectations, LimitError, canonical
-from .symbols import INDEX, Data, atom_of, atoms_in, is_qref, new_atom, new_quantity, reindex
+from ..ops.registry import DERIVE, GAUSSIAN_COV, GAUSSIAN_MEAN, interpret
+from .expectation import Expectations, LimitError
+from .symbols import INDEX, Data, atom_of, is_qref, new_quantity, reindex
 
 
 def _terms(index):
@@ -87,20 +89,21 @@ class Deriver:
         self._group_atoms = {}
         self._current = None
 
+    def _tracked(self):
+        """The instructions in order, each the current one (origin of what is derived) while its rule runs."""
+        for ins in self.program.instructions:
+            self._current = ins
+            yield ins
+
     def name(self, value):
         return describe(value, self.defining)
 
     # ------------------------------------------------------------------ the interpreter loop
 
     def run(self):
-        for ins in self.program.instructions:
-            self._current = ins
-            try:
-                _RULES[type(ins)](self, ins)
-            except TPError:
-                raise
-            except (LimitError, ValueError, ZeroDivisionError) as e:
-                raise error(ins.pos, f"in the limit of {self.name(ins.out)}: {e}") from None
+        for _ in interpret(DERIVE, self._tracked(), self, errors=(LimitError, ValueError, ZeroDivisionError),
+                           message=lambda ins, e: f"in the limit of {self.name(ins.out)}: {e}"):
+            pass
         from .program import LimitProgram
         return LimitProgram(self)
 
@@ -158,31 +161,15 @@ class Deriver:
                                      meaning=meaning)).ref()
 
     def atom_mean(self, a):
-        info = atom_of(a)
-        if info.group[0] != "init":
-            return sympy.S.Zero
-        ins = info.instr
-        arr = ins.block.mean(ins.member)
-        return self._data_ref(("mean", id(ins.block), ins.member), arr, list(a.args), ins.out.axes,
-                              f"mean of {self.name(ins.out)}", ins)
+        """E of an atom: the Gaussian-group rule of the op that created it."""
+        return GAUSSIAN_MEAN[type(atom_of(a).instr)](self, a)
 
     def atom_cov(self, a, b, axes):
         """Cov(a, b) of two atoms (in the context whose index symbols they use)."""
         A, B = atom_of(a), atom_of(b)
         if A.group != B.group:
             return sympy.S.Zero
-        if A.group[0] == "init":
-            ia, ib = A.instr, B.instr
-            arr = ia.block.cov(ia.member, ib.member)
-            return self._data_ref(("cov", id(ia.block), ia.member, ib.member), arr, list(a.args) + list(b.args),
-                                  ia.out.axes + ib.out.axes,
-                                  f"Cov({self.name(ia.out)}, {self.name(ib.out)})", ia)
-        pair = a * b if a != b else a ** 2
-        g, gaxes, syms = canonical(pair, axes)
-        key = (g, gaxes)
-        if key not in self._cov_q:
-            self._cov_q[key] = self._matmul_cov(g, gaxes)
-        return reindex(self._cov_q[key], syms)
+        return GAUSSIAN_COV[type(A.instr)](self, a, b, axes)
 
     def prime_covariances(self, atom, ins):
         """Derive the covariances of a new Zhat with itself and its group now, in program order.
@@ -200,26 +187,6 @@ class Deriver:
                 self.atom_cov(atom(*mine), other(*mine), ins.out.axes)
         self._group_atoms[atom.group].append(atom)
 
-    def _matmul_cov(self, pair, axes):
-        """sigma^2 (rho) E[Z^x Z^y] for the two Zhat atoms in ``pair`` (canonical index symbols)."""
-        facs = sorted(atoms_in(pair), key=sympy.default_sort_key)
-        a, b = (facs[0], facs[0]) if len(facs) == 1 else facs
-        A, B = atom_of(a), atom_of(b)
-        xa = reindex(self.Z[A.instr.arg.value.id], _compose(A.instr.arg.index, a.args))
-        xb = reindex(self.Z[B.instr.arg.value.id], _compose(B.instr.arg.index, b.args))
-        outer, self._current = self._current, A.instr  # what this covariance needs belongs to the MatMul
-        try:
-            moment = self.engine.expect(xa * xb, axes)
-        finally:
-            self._current = outer
-        scale = self._matmul_scale(A.instr)
-        value = sympy.sympify(scale * moment)
-        if value.is_number:
-            return value
-        q = self.add(new_quantity("Σ", axes, value, "cov", origin=(A.label, A.instr.pos),
-                                  method=f"{sympy.sstr(scale)}·E[Z^x Z^y]", meaning=("cov", a, b)))
-        return q.ref()
-
     def _data_ref(self, key, arr, args, axes, text, ins):
         arr = np.asarray(arr, dtype=np.float64)
         if arr.size and np.all(arr == arr.flat[0]):
@@ -228,87 +195,6 @@ class Deriver:
             self._data_q[key] = self.add(new_quantity("C", axes, Data(arr, text), "data", method="data",
                                                       origin=(self.name(ins.out), ins.pos), meaning=text))
         return self._data_q[key](*args)
-
-    def _matmul_scale(self, ins):
-        """sigma^2 for the covariance and Zdot of W x; sigma^2 rho (rho = rows/cols) for W^T x (THEORY §3)."""
-        s2 = self.sigma2[ins.matrix.id]
-        rows, cols = ins.matrix.dim
-        return s2 * sympy.nsimplify(rows / cols) if ins.transposed else s2
-
-
-# ---------------------------------------------------------------------- the rules
-
-def _init_vector(d: Deriver, ins: InitVector):
-    atom = new_atom(ins.out, ("init", id(ins.block)), d.name(ins.out), ins)
-    d.atom[ins.out.id] = atom
-    d.Z[ins.out.id] = atom(*INDEX[:len(ins.out.axes)])
-
-
-def _init_matrix(d: Deriver, ins: InitMatrix):
-    rows, cols = ins.out.dim
-    s2 = sympy.limit(ins.variance * cols * WIDTH, WIDTH, sympy.oo)
-    if not s2.is_finite or not s2.is_real:
-        raise LimitError(f"the entry variance {ins.variance} times the fan-in {cols}n diverges as n -> oo; "
-                         "write the variance as sigma^2/n")
-    d.sigma2[ins.out.id] = s2
-
-
-def _init_scalar(d: Deriver, ins: InitScalar):
-    if ins.is_data:
-        d.set_scalar(ins, d._data_ref(("scalar", ins.out.id), ins.value, list(INDEX[:len(ins.out.axes)]),
-                                      ins.out.axes, f"data for {d.name(ins.out)}", ins), kind="scalar")
-        return
-    lim = sympy.limit(ins.value, WIDTH, sympy.oo) if ins.value.has(WIDTH) else ins.value
-    if not lim.is_finite or not lim.is_real:
-        raise LimitError(f"the scalar {ins.value} has no finite limit as n -> oo")
-    d.set_scalar(ins, lim)
-
-
-def _nonlin(d: Deriver, ins: Nonlin):
-    d.Z[ins.out.id] = d.substitute(ins)
-
-
-def _moment(d: Deriver, ins: Moment):
-    axes = ins.out.axes
-    d.set_scalar(ins, d.engine.expect(d.substitute(ins), axes))
-
-
-def _scalar_fn(d: Deriver, ins: ScalarFn):
-    d.set_scalar(ins, d.substitute(ins))
-
-
-def _matmul(d: Deriver, ins: MatMul):
-    group = ("W", ins.matrix.id, ins.transposed)
-    partner = ("W", ins.matrix.id, not ins.transposed)
-    atom = new_atom(ins.out, group, d.name(ins.out), ins)
-    d.atom[ins.out.id] = atom
-    own = list(INDEX[:len(ins.out.axes)])
-    x = d.z_of(ins.arg)
-    scale = d._matmul_scale(ins)
-    zdot = []
-    for a in sorted(atoms_in(x), key=sympy.default_sort_key):
-        info = atom_of(a)
-        if info.group != partner:
-            continue
-        src = info.instr
-        y = reindex(d.Z[src.arg.value.id], _compose(src.arg.index, a.args))
-        coef, method, derivative = d.engine.derivative(x, a, ins.out.axes)
-        d.zdot.append(ZdotTerm(ins, a, y, coef, method, scale, derivative))
-        if coef != 0:
-            zdot.append(y * coef)
-    d.Z[ins.out.id] = atom(*own) + scale * sympy.Add(*zdot)
-    d.prime_covariances(atom, ins)
-
-
-_RULES = {
-    InitVector: _init_vector,
-    InitMatrix: _init_matrix,
-    InitScalar: _init_scalar,
-    Nonlin: _nonlin,
-    Moment: _moment,
-    ScalarFn: _scalar_fn,
-    MatMul: _matmul,
-}
 
 
 def derive(program):

@@ -1,6 +1,7 @@
 """Run a Tensor Program literally at a finite width n.
 
-Every instruction of the IR is executed as written (the same records the limit pass reads):
+Every instruction of the IR is executed as written (the same records the limit pass reads), by
+its op's ``SIMULATE`` rule (tensorprog/ops/; the memory estimate by its ``MEMORY`` rule):
 
 * ``InitMatrix``: W in R^{r n x c n} with iid entries N(0, variance(n)).
 * ``InitVector``: for each coordinate alpha independently, the live members of one Gaussian block
@@ -28,11 +29,10 @@ import numpy as np
 import sympy
 
 from ..errors import error
-from ..functions import NUMPY_IMPL
 from ..memory import available_memory
 from ..progress import Progress
-from ..ir.core import PARAMS, VEC_ARGS, WIDTH, AxisRef, InitMatrix, InitScalar, InitVector, Kind, MatMul, Moment, \
-    Nonlin, ScalarFn
+from ..ir.core import WIDTH, AxisRef, Kind
+from ..ops.registry import MEMORY, SIMULATE, SIMULATE_PREPARE, interpret
 
 __all__ = ["Simulator", "Simulation", "Progress", "simulate", "trace", "estimate_memory", "available_memory"]
 
@@ -41,9 +41,6 @@ __all__ = ["Simulator", "Simulation", "Progress", "simulate", "trace", "estimate
 CHUNK_ELEMENTS = 1 << 22
 #: Entries of a matrix drawn from one generator (one row block).
 MATRIX_BLOCK_ENTRIES = 1 << 20
-#: Temporaries of a coordinatewise evaluation counted by the memory estimate (numpy creates one
-#: array per operation of the expression).
-_TEMPORARIES = 4
 
 
 def _worker_count() -> int:
@@ -69,16 +66,10 @@ class Simulator:
             program = parse(program)
         self.program = program
         self.instructions = program.instructions
-        self.functions = {}
-        for ins in self.instructions:
-            if isinstance(ins, (Nonlin, Moment, ScalarFn)):
-                self.functions[ins.out.id] = self._compile(ins)
-        # Live members of each Gaussian block, in instruction order; the block is sampled when
-        # its first member is reached.
-        self.blocks = {}
-        for ins in self.instructions:
-            if isinstance(ins, InitVector):
-                self.blocks.setdefault(id(ins.block), []).append(ins)
+        self.functions = {}    # value id -> compiled coordinatewise function
+        self.blocks = {}       # id(Gaussian block) -> its live members, in instruction order
+        for _ in interpret(SIMULATE_PREPARE, self.instructions, self):
+            pass
         self._factors = {}
         self._sizes = {}
         self._numbers = {}
@@ -89,19 +80,6 @@ class Simulator:
         self.output_ids = {v.id for o in program.outputs for v in o.values}
 
     # ------------------------------------------------------------------ preparation
-
-    @staticmethod
-    def _compile(ins):
-        nvec, npar = len(ins.vec_args), len(ins.params)
-        formals = list(VEC_ARGS[:nvec]) + list(PARAMS[:npar])
-        if ins.fn.has(sympy.DiracDelta):
-            raise error(ins.pos, f"'{ins.out.name}' cannot be simulated: its function {sympy.sstr(ins.fn)} "
-                                 "contains a Dirac delta (the derivative of step or sign), which has no "
-                                 "value at a point")
-        extra = ins.fn.free_symbols - set(formals)
-        if extra:
-            raise error(ins.pos, f"'{ins.out.name}': unexpected symbols {sorted(map(str, extra))} in its function")
-        return sympy.lambdify(formals, ins.fn, modules=[NUMPY_IMPL, "numpy"])
 
     def sizes(self, width: int) -> dict:
         """value id -> vector width (an int) or matrix shape; refuses non-integer widths."""
@@ -171,24 +149,10 @@ class Simulator:
             else:
                 nbytes[v.id] = 8 * cells
         live, peak, born = 0, 0, set()
-        for i, ins in enumerate(self.instructions):
+        # each op's MEMORY rule: (bytes it makes live, temporary bytes while it runs)
+        for i, ins, (added, temp) in interpret(MEMORY, self.instructions, self, nbytes, sizes, born):
             v = ins.out
-            temp = 0
-            if isinstance(ins, InitVector):
-                if v.id not in born:
-                    members = self.blocks[id(ins.block)]
-                    block_bytes = sum(nbytes[m.out.id] for m in members)
-                    live += block_bytes
-                    born.update(m.out.id for m in members)
-                    temp = 2 * block_bytes
-            else:
-                live += nbytes[v.id]
-                if isinstance(ins, MatMul):
-                    temp = nbytes[ins.arg.value.id]
-                elif isinstance(ins, (Nonlin, Moment)):
-                    cells = int(np.prod([a.size for a in v.axes], dtype=np.int64))
-                    w = max((sizes[a.value.id] for a in ins.vec_args), default=1)
-                    temp = _TEMPORARIES * 8 * max(min(cells * w, CHUNK_ELEMENTS), cells)
+            live += added
             peak = max(peak, live + temp)
             for u in set(ins.inputs()) | {v}:
                 if self.last_use.get(u.id, i) <= i and u.id not in self.output_ids:
@@ -214,8 +178,7 @@ class Simulator:
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(width), int(seed_index)])))
         env = {}
         with np.errstate(all="ignore"):
-            for i, ins in enumerate(self.instructions):
-                self._execute(ins, env, sizes, int(width), rng, pool)
+            for i, ins, _ in interpret(SIMULATE, self.instructions, self, env, sizes, int(width), rng, pool):
                 if not keep_all:
                     for u in ins.inputs():
                         if self.last_use[u.id] == i and u.id not in self.output_ids:
@@ -223,34 +186,6 @@ class Simulator:
         if keep_all:
             return {ins.out.name: env[ins.out.id] for ins in self.instructions}
         return {o.name: _assemble(o, env) for o in self.program.outputs}
-
-    def _execute(self, ins, env, sizes, width, rng, pool):
-        v = ins.out
-        grid = tuple(a.size for a in v.axes)
-        if isinstance(ins, InitMatrix):
-            variance = self._at_width(ins.variance, width)
-            if not variance >= 0:
-                raise error(ins.pos, f"'{v.name}': the entry variance is {variance} at width {width}")
-            env[v.id] = _sample_matrix(rng, *sizes[v.id], np.sqrt(variance), pool)
-        elif isinstance(ins, InitVector):
-            members = self.blocks[id(ins.block)]
-            if ins is members[0]:
-                self._sample_block(members, env, sizes, rng)
-        elif isinstance(ins, InitScalar):
-            if ins.is_data:
-                val = np.asarray(ins.value, dtype=np.float64)
-            else:
-                val = np.asarray(self._at_width(ins.value, width))
-            env[v.id] = np.broadcast_to(val, grid).copy()
-        elif isinstance(ins, MatMul):
-            w_mat = env[ins.matrix.id]
-            x = _gather(env[ins.arg.value.id], ins.arg.index, grid, vector=True)
-            cols = x.shape[-1]
-            flat = np.broadcast_to(x, grid + (cols,)).reshape(-1, cols)
-            y = flat @ (w_mat if ins.transposed else w_mat.T)
-            env[v.id] = y.reshape(grid + (y.shape[-1],))
-        else:
-            env[v.id] = self._coordinatewise(ins, env, grid, sizes)
 
     def _sample_block(self, members, env, sizes, rng):
         mean, factor = self._factor(members)
@@ -264,30 +199,6 @@ class Simulator:
             cells = int(np.prod(shape, dtype=np.int64))
             env[m.id] = np.ascontiguousarray(x[:, off:off + cells].T).reshape(shape + (w,))
             off += cells
-
-    def _coordinatewise(self, ins, env, grid, sizes):
-        f = self.functions[ins.out.id]
-        pars = [_gather(env[a.value.id], a.index, grid, vector=False) for a in ins.params]
-        if isinstance(ins, ScalarFn) or not ins.vec_args:
-            # (a Moment without vector arguments is the average of a constant)
-            return np.array(np.broadcast_to(f(*pars), grid), dtype=np.float64)
-        vecs = [_gather(env[a.value.id], a.index, grid, vector=True) for a in ins.vec_args]
-        pars = [p[..., None] for p in pars]
-        w = vecs[0].shape[-1]
-        cells = int(np.prod(grid, dtype=np.int64))
-        step = max(1, CHUNK_ELEMENTS // max(cells, 1))
-        if isinstance(ins, Nonlin):
-            out = np.empty(grid + (w,))
-            for a in range(0, w, step):
-                b = min(w, a + step)
-                out[..., a:b] = f(*[x[..., a:b] for x in vecs], *pars)
-            return out
-        total = np.zeros(grid)
-        for a in range(0, w, step):
-            b = min(w, a + step)
-            total += np.broadcast_to(f(*[x[..., a:b] for x in vecs], *pars), grid + (b - a,)).sum(axis=-1)
-        return total / w
-
 
 def _sample_matrix(rng, rows, cols, std, pool):
     """rows x cols iid N(0, std^2), filled in fixed row blocks each with its own generator."""

@@ -1,0 +1,173 @@
+"""MatMul: out = W x (or W^T x), with its rules, including its Gaussian-group rule in the limit.
+
+In the limit (THEORY §3) the outputs W x_1, W x_2, ... of one matrix form a Gaussian group
+Zhat^{W x} with Cov(Zhat^{Wx}, Zhat^{Wy}) = sigma^2 E[Z^x Z^y] (times rho = rows/cols for W^T),
+independent of every other group; W^T x gets the correction ("Zdot") term
+sigma^2 rho sum_y Z^y E[dZ^x / dZhat^{W y}] from the partner group of W (and symmetrically).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import sympy
+
+from ..ir.core import Arg, Instr, Kind, Value
+from .registry import (CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING, MEMORY,
+                       SIMULATE, SIMULATE_PREPARE, nothing)
+
+
+@dataclass(frozen=True, eq=False)
+class MatMul(Instr):
+    """out = W x (or W^T x when ``transposed``)."""
+
+    matrix: Value = None
+    arg: Arg = None
+    transposed: bool = False
+    op: ClassVar[str] = "matmul"
+
+    def args(self):
+        return (Arg(self.matrix), self.arg)
+
+
+@CHECK.register(MatMul)
+def _check_matmul(ins: MatMul):
+    if ins.matrix.kind != Kind.MATRIX:
+        yield f"'{ins.matrix.name}' is not a matrix"
+        return
+    if ins.arg.value.kind != Kind.VECTOR:
+        yield f"'{ins.arg.value.name}' is not a vector"
+        return
+    rows, cols = ins.matrix.dim
+    need, out = (rows, cols) if ins.transposed else (cols, rows)
+    if ins.arg.value.dim != need:
+        yield f"shape mismatch in {ins.matrix.name}{'.T' if ins.transposed else ''} @ {ins.arg.value.name}"
+    if ins.out.dim != out:
+        yield "matmul result has the wrong width"
+
+
+@CSE_KEY.register(MatMul)
+def _cse_key_matmul(cls, axes, *, matrix, arg, transposed):
+    return ("matmul", matrix.id, transposed, arg.value.id, arg.index, axes)
+
+
+# ---------------------------------------------------------------------- derive (limit pass)
+
+def scale(d, ins: MatMul):
+    """sigma^2 for the covariance and Zdot of W x; sigma^2 rho (rho = rows/cols) for W^T x (THEORY §3)."""
+    s2 = d.sigma2[ins.matrix.id]
+    rows, cols = ins.matrix.dim
+    return s2 * sympy.nsimplify(rows / cols) if ins.transposed else s2
+
+
+@DERIVE.register(MatMul)
+def _derive_matmul(d, ins: MatMul):
+    """Z^{Wx} = Zhat^{Wx} + sigma^2 sum_y Z^y E[dZ^x / dZhat^{W^T y}] (for W^T x: sigma^2 rho, partner W y)."""
+    from ..limit.derive import ZdotTerm, _compose
+    from ..limit.symbols import INDEX, atom_of, atoms_in, new_atom, reindex
+    group = ("W", ins.matrix.id, ins.transposed)
+    partner = ("W", ins.matrix.id, not ins.transposed)
+    atom = new_atom(ins.out, group, d.name(ins.out), ins)
+    d.atom[ins.out.id] = atom
+    own = list(INDEX[:len(ins.out.axes)])
+    x = d.z_of(ins.arg)
+    s = scale(d, ins)
+    zdot = []
+    for a in sorted(atoms_in(x), key=sympy.default_sort_key):
+        info = atom_of(a)
+        if info.group != partner:
+            continue
+        src = info.instr
+        y = reindex(d.Z[src.arg.value.id], _compose(src.arg.index, a.args))
+        coef, method, derivative = d.engine.derivative(x, a, ins.out.axes)
+        d.zdot.append(ZdotTerm(ins, a, y, coef, method, s, derivative))
+        if coef != 0:
+            zdot.append(y * coef)
+    d.Z[ins.out.id] = atom(*own) + s * sympy.Add(*zdot)
+    d.prime_covariances(atom, ins)
+
+
+@GAUSSIAN_MEAN.register(MatMul)
+def _mean_matmul(d, a):
+    return sympy.S.Zero
+
+
+@GAUSSIAN_COV.register(MatMul)
+def _cov_matmul(d, a, b, axes):
+    """Cov(Zhat^{Wx}, Zhat^{Wy}) = sigma^2 (rho) E[Z^x Z^y], one quantity per canonical pair."""
+    from ..limit.expectation import canonical
+    from ..limit.symbols import reindex
+    pair = a * b if a != b else a ** 2
+    g, gaxes, syms = canonical(pair, axes)
+    key = (g, gaxes)
+    if key not in d._cov_q:
+        d._cov_q[key] = _group_cov(d, g, gaxes)
+    return reindex(d._cov_q[key], syms)
+
+
+def _group_cov(d, pair, axes):
+    """sigma^2 (rho) E[Z^x Z^y] for the two Zhat atoms in ``pair`` (canonical index symbols)."""
+    from ..limit.derive import _compose
+    from ..limit.symbols import atom_of, atoms_in, new_quantity, reindex
+    facs = sorted(atoms_in(pair), key=sympy.default_sort_key)
+    a, b = (facs[0], facs[0]) if len(facs) == 1 else facs
+    A, B = atom_of(a), atom_of(b)
+    xa = reindex(d.Z[A.instr.arg.value.id], _compose(A.instr.arg.index, a.args))
+    xb = reindex(d.Z[B.instr.arg.value.id], _compose(B.instr.arg.index, b.args))
+    outer, d._current = d._current, A.instr  # what this covariance needs belongs to the MatMul
+    try:
+        moment = d.engine.expect(xa * xb, axes)
+    finally:
+        d._current = outer
+    s = scale(d, A.instr)
+    value = sympy.sympify(s * moment)
+    if value.is_number:
+        return value
+    q = d.add(new_quantity("Σ", axes, value, "cov", origin=(A.label, A.instr.pos),
+                           method=f"{sympy.sstr(s)}·E[Z^x Z^y]", meaning=("cov", a, b)))
+    return q.ref()
+
+
+# ---------------------------------------------------------------------- simulate
+
+SIMULATE_PREPARE.register(MatMul)(nothing)
+
+
+@SIMULATE.register(MatMul)
+def _simulate_matmul(sim, ins: MatMul, env, sizes, width, rng, pool):
+    """y = W x or W^T x: one BLAS product for a whole family (X W^T or X W, no copy of W)."""
+    from ..simulate.simulator import _gather
+    grid = tuple(a.size for a in ins.out.axes)
+    w_mat = env[ins.matrix.id]
+    x = _gather(env[ins.arg.value.id], ins.arg.index, grid, vector=True)
+    cols = x.shape[-1]
+    flat = np.broadcast_to(x, grid + (cols,)).reshape(-1, cols)
+    y = flat @ (w_mat if ins.transposed else w_mat.T)
+    env[ins.out.id] = y.reshape(grid + (y.shape[-1],))
+
+
+@MEMORY.register(MatMul)
+def _memory_matmul(sim, ins: MatMul, nbytes, sizes, born):
+    return nbytes[ins.out.id], nbytes[ins.arg.value.id]
+
+
+# ---------------------------------------------------------------------- listing, names, graph
+
+@LISTING.register(MatMul)
+def _listing_matmul(ins: MatMul):
+    return f"matmul {ins.matrix.name}{'.T' if ins.transposed else ''} @ {ins.arg}"
+
+
+@DESCRIBE.register(MatMul)
+def _describe_matmul(ins: MatMul, arg_text, show):
+    from ..ir.describe import _is_simple
+    arg = arg_text(ins.arg, show)
+    if not _is_simple(arg):
+        arg = f"({arg})"
+    return f"{ins.matrix.name}{'.T' if ins.transposed else ''}@{arg}"
+
+
+@EDGES.register(MatMul)
+def _edges_matmul(ins: MatMul):
+    return ((ins.matrix, "matrix^T" if ins.transposed else "matrix"), (ins.arg.value, "arg"))

@@ -1,0 +1,58 @@
+"""Moment: out = (1/n) sum_alpha fn(x0_alpha, ...; p0, ...), a scalar; its rules."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..ir.core import Kind
+from . import coordinatewise as cw
+from .registry import CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SIMULATE, SIMULATE_PREPARE
+
+
+@dataclass(frozen=True, eq=False)
+class Moment(cw.Coordinatewise):
+    """out = (1/n) sum_alpha fn(x0_alpha, ...; p0, ...), a scalar."""
+
+    op: ClassVar[str] = "moment"
+
+
+CHECK.register(Moment)(cw.check_rule(Kind.SCALAR))
+CSE_KEY.register(Moment)(cw.cse_key)
+
+
+@DERIVE.register(Moment)
+def _derive_moment(d, ins: Moment):
+    """theta° = E phi(Z^{x1}, ..., Z^{xk}; theta°...) (the expectation engine)."""
+    d.set_scalar(ins, d.engine.expect(d.substitute(ins), ins.out.axes))
+
+
+SIMULATE_PREPARE.register(Moment)(cw.prepare)
+
+
+@SIMULATE.register(Moment)
+def _simulate_moment(sim, ins: Moment, env, sizes, width, rng, pool):
+    """(1/n_x) sum_alpha fn(...), n_x the width of its vectors, summed in slices of the width axis."""
+    grid = tuple(a.size for a in ins.out.axes)
+    if not ins.vec_args:  # the average of a constant
+        env[ins.out.id] = cw.scalar_values(sim, ins, env, grid)
+        return
+    f, vecs, pars, w, step = cw.width_chunks(sim, ins, env, grid)
+    total = np.zeros(grid)
+    for a in range(0, w, step):
+        b = min(w, a + step)
+        total += np.broadcast_to(f(*[x[..., a:b] for x in vecs], *pars), grid + (b - a,)).sum(axis=-1)
+    env[ins.out.id] = total / w
+
+
+MEMORY.register(Moment)(cw.memory)
+LISTING.register(Moment)(cw.listing)
+
+
+@DESCRIBE.register(Moment)
+def _describe_moment(ins: Moment, arg_text, show):
+    return f"mean({cw.describe_body(ins, arg_text, show)})"
+
+
+EDGES.register(Moment)(cw.edges)

@@ -1,0 +1,52 @@
+"""Nonlin: out_alpha = fn(x0_alpha, ..., x{k-1}_alpha; p0, ...), coordinatewise; its rules."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..ir.core import Kind
+from . import coordinatewise as cw
+from .registry import CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SIMULATE, SIMULATE_PREPARE
+
+
+@dataclass(frozen=True, eq=False)
+class Nonlin(cw.Coordinatewise):
+    """out_alpha = fn(x0_alpha, ..., x{k-1}_alpha; p0, ...), coordinatewise."""
+
+    op: ClassVar[str] = "nonlin"
+
+
+CHECK.register(Nonlin)(cw.check_rule(Kind.VECTOR))
+CSE_KEY.register(Nonlin)(cw.cse_key)
+
+
+@DERIVE.register(Nonlin)
+def _derive_nonlin(d, ins: Nonlin):
+    """Z^y = phi(Z^{x1}, ..., Z^{xk}; theta°...)."""
+    d.Z[ins.out.id] = d.substitute(ins)
+
+
+SIMULATE_PREPARE.register(Nonlin)(cw.prepare)
+
+
+@SIMULATE.register(Nonlin)
+def _simulate_nonlin(sim, ins: Nonlin, env, sizes, width, rng, pool):
+    """y_alpha = fn(x0_alpha, ...; p0, ...), in slices of the width axis."""
+    grid = tuple(a.size for a in ins.out.axes)
+    if not ins.vec_args:
+        env[ins.out.id] = cw.scalar_values(sim, ins, env, grid)
+        return
+    f, vecs, pars, w, step = cw.width_chunks(sim, ins, env, grid)
+    out = np.empty(grid + (w,))
+    for a in range(0, w, step):
+        b = min(w, a + step)
+        out[..., a:b] = f(*[x[..., a:b] for x in vecs], *pars)
+    env[ins.out.id] = out
+
+
+MEMORY.register(Nonlin)(cw.memory)
+LISTING.register(Nonlin)(cw.listing)
+DESCRIBE.register(Nonlin)(cw.describe_body)
+EDGES.register(Nonlin)(cw.edges)
