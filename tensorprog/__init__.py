@@ -41,4 +41,6 @@ def evaluate(program, method="auto", samples=1 << 20, seed=0, threads=None, defi
 
 from . import simulate  # noqa: E402  (the module is callable: tensorprog.simulate(program, width, seeds))
 
-__all__ = ["__version__", "TPError", "parse", "derive", "evaluate", "simulate"]
+from .predict_program import predict  # noqa: E402  NNGP/NTK predictions (docs/predict.md)
+
+__all__ = ["__version__", "TPError", "parse", "derive", "evaluate", "simulate", "predict"]

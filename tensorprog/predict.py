@@ -35,7 +35,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 
 from .errors import error
 
@@ -124,6 +123,8 @@ def nngp_posterior(k_train, k_test_train, k_test, y_train, noise=0.0, diag_reg=N
 
     ``k_test`` may be None (then the covariance is None).
     """
+    import scipy.linalg  # lazily: `import tensorprog` stays fast
+
     n = np.shape(k_train)[0]
     k_train = _check_kernel("K(train, train)", k_train, (n, n))
     m = np.shape(k_test_train)[0]
@@ -163,6 +164,8 @@ def gradient_flow(ntk_train, ntk_test_train, y_train, times, learning_rate=1.0, 
     cov(t)  = K_xx + A K_XX Aᵀ − (A K_Xx + K_xX Aᵀ),  A = Θ_xX Θ⁻¹ (I − e^{−ηΘt})
     with Θ = Θ_XX + (σ² + diag_reg · mean diag Θ_XX) I.  Returns a :class:`FlowPrediction`.
     """
+    import scipy.linalg
+
     n = np.shape(ntk_train)[0]
     theta = _check_kernel("NTK(train, train)", ntk_train, (n, n))
     m = np.shape(ntk_test_train)[0]
