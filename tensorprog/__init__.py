@@ -42,4 +42,7 @@ def evaluate(program, method="auto", samples=1 << 20, seed=0, threads=None, defi
 from . import simulate  # noqa: E402  (the module is callable: tensorprog.simulate(program, width, seeds))
 from .nonlinearities import register_nonlinearity  # noqa: E402
 
-__all__ = ["__version__", "TPError", "parse", "derive", "evaluate", "simulate", "register_nonlinearity"]
+from .predict_program import predict  # noqa: E402  NNGP/NTK predictions (docs/predict.md)
+
+__all__ = ["__version__", "TPError", "parse", "derive", "evaluate", "simulate", "predict",
+           "register_nonlinearity"]

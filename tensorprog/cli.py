@@ -92,6 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", help="write a log-log plot of RMS deviation against width")
     p.add_argument("--json", action="store_true", help="print every statistic as JSON")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("predict", help="predictions of the infinite network: NNGP posterior, NTK gradient flow",
+                       description="Evaluate the program's kernels (outputs NNGP and/or NTK) on the train and "
+                                   "test points (the program reads its points with one data X = "
+                                   "load(\"points.npy\")) and print the NTK gradient-flow or NNGP predictions "
+                                   "at the given training times, with train/test MSE and, for one-hot labels, "
+                                   "accuracy. See docs/predict.md.")
+    _common(p)
+    p.add_argument("--train", required=True, metavar="X.npy,Y.npy", help="training points and labels (.npy/.csv)")
+    p.add_argument("--test", required=True, metavar="X.npy", help="test points (.npy/.csv)")
+    p.add_argument("--test-labels", metavar="Y.npy", help="test labels, for the test MSE and accuracy")
+    p.add_argument("--kernel", choices=["nngp", "ntk"], default="ntk",
+                   help="ntk: gradient flow of the whole network; nngp: readout-only flow, or with --noise the "
+                        "Bayesian posterior (default ntk)")
+    p.add_argument("--times", default="inf", metavar="T1,T2,...", help="training times, 'inf' allowed (default inf)")
+    p.add_argument("--noise", type=float, default=0.0, help="diagonal noise / ridge sigma^2 (default 0)")
+    p.add_argument("--learning-rate", type=float, default=1.0, help="gradient-flow learning rate eta (default 1)")
+    p.add_argument("--diag-reg", type=float, default=None,
+                   help="regulariser: add DIAG_REG * mean(diag K) to a singular train kernel's diagonal")
+    p.add_argument("--nngp-output", default="NNGP", help="name of the NNGP kernel output (default NNGP)")
+    p.add_argument("--ntk-output", default="NTK", help="name of the NTK output (default NTK)")
+    p.add_argument("--learning-curve", metavar="N1,N2,...",
+                   help="training-set sizes (first N points of --train); the kernel is computed once")
+    p.add_argument("--plot", metavar="FILE", help="with --learning-curve: write a plot of the test metrics")
+    p.set_defaults(func=cmd_predict)
     return ap
 
 
@@ -226,6 +251,53 @@ def cmd_eval(args):
 
 def _format_warning(message, category, filename, lineno, line=None):
     return f"tpc: warning: {message}\n"
+
+
+def _number_list(text, what, convert):
+    from .errors import error
+
+    try:
+        return [convert(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise error(None, f"{what}: expected comma-separated numbers, got '{text}'") from None
+
+
+def cmd_predict(args):
+    import warnings
+
+    from .errors import error
+    from .frontend.load import parse_define
+    from .predict_program import predict
+
+    parts = args.train.split(",")
+    if len(parts) != 2:
+        raise error(None, "--train takes two files: X_train.npy,y_train.npy")
+    times = _number_list(args.times, "--times", float)
+    if args.plot:
+        if not args.learning_curve:
+            raise error(None, "--plot needs --learning-curve")
+        from .simulate.plot import plot_formats
+
+        check_output_path(args.plot, plot_formats(), "--plot")
+    defines = dict(parse_define(d) for d in args.defines)
+    common = dict(y_test=args.test_labels, times=times, kernel=args.kernel, noise=args.noise,
+                  learning_rate=args.learning_rate, diag_reg=args.diag_reg, defines=defines,
+                  nngp_output=args.nngp_output, ntk_output=args.ntk_output)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if args.learning_curve:
+            from .predict_curve import learning_curve
+
+            sizes = _number_list(args.learning_curve, "--learning-curve", int)
+            curve = learning_curve(args.program, parts[0], parts[1], args.test, sizes, **common)
+            print(curve.summary())
+            if args.plot:
+                curve.plot(args.plot)
+        else:
+            print(predict(args.program, parts[0], parts[1], args.test, **common).summary())
+    for w in caught:
+        print(f"tpc: warning: {w.message}", file=sys.stderr)
+    return 0
 
 
 def main(argv=None) -> int:
