@@ -28,3 +28,11 @@ def data_dir(tmp_path, monkeypatch):
     (tmp_path / "points.csv").write_text("1, 2\n3, 4\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def cache_path(tmp_path, monkeypatch):
+    """A fresh kernel-cache directory (not yet created) that TENSORPROG_CACHE_DIR points to."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("TENSORPROG_CACHE_DIR", str(path))
+    return path

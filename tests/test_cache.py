@@ -25,13 +25,6 @@ def _run_child(code, cache_path, *args):
     return done.stdout
 
 
-@pytest.fixture
-def cache_path(tmp_path, monkeypatch):
-    path = tmp_path / "cache"
-    monkeypatch.setenv("TENSORPROG_CACHE_DIR", str(path))
-    return path
-
-
 def test_cache_dir_honours_environment(cache_path):
     assert not cache_path.exists()
     assert cache.cache_dir() == cache_path

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import warnings
 
-import pytest
 
 from tensorprog.numeric import cache
 
@@ -34,13 +33,6 @@ def _child(code, cache_path, timeout=300):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr
     return done
-
-
-@pytest.fixture
-def cache_path(tmp_path, monkeypatch):
-    path = tmp_path / "cache"
-    monkeypatch.setenv("TENSORPROG_CACHE_DIR", str(path))
-    return path
 
 
 def test_new_cache_directory_is_user_only(cache_path):
