@@ -177,12 +177,8 @@ class Declarations:
 
     def declare_block(self, s, members, unrolled):
         block_means, block_covs = self.gaussian_spec(s, members, unrolled)
-        block = GaussianBlock(tuple(m[3] for m in members), block_means.__getitem__,
-                              lambda k, l: block_covs[(k, l)], text=_span_text(s), pos=s.pos)
-        for k in range(len(members)):
-            block.mean(k)
-        for (k, l) in block_covs:
-            block.cov(k, l)
+        block = GaussianBlock(tuple(m[3] for m in members), tuple(block_means), block_covs,
+                              text=_span_text(s), pos=s.pos)
         self.blocks.append(block)
         for k, (ti, b, ctx, val, key) in enumerate(members):
             self.define(s.targets[ti], key, val, tuple(fv.axis for fv in ctx.fvars), Kind.VECTOR)

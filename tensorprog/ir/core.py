@@ -129,36 +129,35 @@ class Arg:
 class GaussianBlock:
     """Initial vectors declared together: jointly Gaussian, independent of everything else.
 
-    ``members`` are the values of the block.  ``mean(k)`` is an array over the
-    axes of member k; ``cov(k, l)`` an array over (axes of k) + (axes of l):
-    Cov(Z^{member k}[i...], Z^{member l}[j...]).  Both are computed by
-    ``mean_fn`` / ``cov_fn`` on demand and cached (families can be large).
+    ``members`` are the values of the block; ``means[k]`` is an array over the axes of member k,
+    ``covs[(k, l)]`` an array over (axes of k) + (axes of l):
+    Cov(Z^{member k}[i...], Z^{member l}[j...]), for every ordered pair (k, l). Plain float64
+    arrays, so a block (and the program holding it) pickles.
     """
 
     members: tuple
-    mean_fn: object
-    cov_fn: object
+    means: tuple
+    covs: dict
     text: str = ""
     pos: SourcePos = None
-    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.means = tuple(np.asarray(m, dtype=np.float64) for m in self.means)
+        covs = {kl: np.asarray(c, dtype=np.float64) for kl, c in self.covs.items()}
+        for (k, l) in sorted(covs):
+            if k > l and (l, k) in covs:
+                # the lower blocks are the transposes of the upper ones, so the joint covariance is
+                # exactly symmetric (the two were computed separately and agree to rounding)
+                c = covs[(l, k)]
+                nk = len(self.members[k].axes)
+                covs[(k, l)] = np.transpose(c, tuple(range(c.ndim - nk, c.ndim)) + tuple(range(c.ndim - nk)))
+        self.covs = covs
 
     def mean(self, k: int) -> np.ndarray:
-        key = ("m", k)
-        if key not in self._cache:
-            self._cache[key] = np.asarray(self.mean_fn(k), dtype=np.float64)
-        return self._cache[key]
+        return self.means[k]
 
     def cov(self, k: int, l: int) -> np.ndarray:
-        key = ("c", k, l)
-        if key not in self._cache:
-            if ("c", l, k) in self._cache:
-                c = self._cache[("c", l, k)]
-                nk = len(self.members[k].axes)
-                perm = tuple(range(c.ndim - nk, c.ndim)) + tuple(range(c.ndim - nk))
-                self._cache[key] = np.transpose(c, perm)
-            else:
-                self._cache[key] = np.asarray(self.cov_fn(k, l), dtype=np.float64)
-        return self._cache[key]
+        return self.covs[(k, l)]
 
     def joint_cov(self) -> np.ndarray:
         """The full covariance over all members, each family flattened (a square matrix)."""

@@ -72,7 +72,9 @@ def _hold_linear_combinations(f):
                               if e.is_Add and len(atoms_in(e)) > 1 and _linear(e) is not None)
     if not inside:
         return f, {}
-    hold = {e: sympy.Dummy("held") for e in inside}
+    # created in a canonical order: the placeholders' order decides the order of the terms, hence
+    # of the quantities and of floating-point sums, which must not depend on the hash seed
+    hold = {e: sympy.Dummy("held") for e in sorted(inside, key=sympy.default_sort_key)}
     held = f.xreplace(hold)
     return held, {d: e for e, d in hold.items()}
 

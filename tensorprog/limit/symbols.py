@@ -55,7 +55,8 @@ def reindex(expr, terms):
     return expr.xreplace(mapping) if mapping else expr
 
 
-# function class -> Atom / Quantity.  Weak values: a derivation (its deriver keeps its atoms and
+# function name -> Atom / Quantity (names, not the sympy classes: hashing a class calls into sympy,
+# which fails in the weak dictionaries' callbacks at interpreter shutdown).  Weak values: a derivation (its deriver keeps its atoms and
 # quantities) owns them; when its LimitProgram is dropped they -- with their data arrays -- go too,
 # instead of living as long as the process (20 derives of mlp_ntk left 160 atoms and 320 quantities).
 _ATOMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
@@ -121,7 +122,7 @@ class Quantity:
 def new_atom(value, group, label, instr=None) -> Atom:
     fn = sympy.Function(f"Z{next(_UIDS):09d}", real=True)
     a = Atom(value, group, label, instr, fn)
-    _ATOMS[fn] = a
+    _ATOMS[fn.__name__] = a
     return a
 
 
@@ -129,24 +130,24 @@ def new_quantity(label, axes, definition, kind, **kw) -> Quantity:
     uid = next(_UIDS)
     fn = sympy.Function(f"Q{uid:09d}", real=True)
     q = Quantity(uid, label, tuple(axes), definition, kind, fn=fn, **kw)
-    _QUANTS[fn] = q
+    _QUANTS[fn.__name__] = q
     return q
 
 
 def atom_of(expr) -> Atom | None:
-    return _ATOMS.get(type(expr)) if isinstance(expr, AppliedUndef) else None
+    return _ATOMS.get(type(expr).__name__) if isinstance(expr, AppliedUndef) else None
 
 
 def quantity_of(expr) -> Quantity | None:
-    return _QUANTS.get(type(expr)) if isinstance(expr, AppliedUndef) else None
+    return _QUANTS.get(type(expr).__name__) if isinstance(expr, AppliedUndef) else None
 
 
 def is_atom(expr) -> bool:
-    return isinstance(expr, AppliedUndef) and type(expr) in _ATOMS
+    return isinstance(expr, AppliedUndef) and type(expr).__name__ in _ATOMS
 
 
 def is_qref(expr) -> bool:
-    return isinstance(expr, AppliedUndef) and type(expr) in _QUANTS
+    return isinstance(expr, AppliedUndef) and type(expr).__name__ in _QUANTS
 
 
 def distinct_subexpressions(expr):
@@ -185,11 +186,11 @@ def _applied(expr) -> frozenset:
 
 def atoms_in(expr) -> set:
     """The Gaussian atoms in ``expr`` (memoised: the same large expressions are asked about often)."""
-    return {a for a in _applied(expr) if type(a) in _ATOMS}
+    return {a for a in _applied(expr) if type(a).__name__ in _ATOMS}
 
 
 def qrefs_in(expr) -> set:
-    return {a for a in _applied(expr) if type(a) in _QUANTS}
+    return {a for a in _applied(expr) if type(a).__name__ in _QUANTS}
 
 
 def index_symbols_in(expr) -> list:

@@ -1,0 +1,56 @@
+"""A parsed Program crosses a process boundary: pickled here, evaluated in a fresh interpreter.
+
+The truth is the same program evaluated in this process: a worker process (a multiprocess or Dask
+backend) that receives the pickle must produce bit-identical outputs, since parse, derive and the
+numeric methods are deterministic.
+"""
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tensorprog
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_CHILD = """
+import json, pickle, sys
+import tensorprog
+program = pickle.loads(open(sys.argv[1], "rb").read())
+res = tensorprog.evaluate(program)
+print(json.dumps(res.to_dict()))
+"""
+
+
+@pytest.mark.parametrize("example", ["mlp_ntk.tp", "rnn_ntk.tp", "mup_one_step.tp"])
+def test_pickled_program_evaluates_identically_in_a_fresh_process(example, tmp_path):
+    program = tensorprog.parse(os.path.join(ROOT, "examples", example))
+    (tmp_path / "p.pkl").write_bytes(pickle.dumps(program))
+    here = tensorprog.evaluate(program)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "p.pkl")], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    there = json.loads(run.stdout.strip().splitlines()[-1])
+    assert sorted(there) == sorted(here.outputs)
+    for name, out in here.outputs.items():
+        np.testing.assert_array_equal(np.array(there[name]["value"]), out.value)
+        assert there[name]["method"] == out.method
+
+
+def test_gaussian_block_covariance_is_exactly_symmetric(tmp_path):
+    # The lower blocks of a declared block's joint covariance are the transposes of the upper ones.
+    np.save(tmp_path / "X.npy", np.random.default_rng(0).normal(size=(5, 3)))
+    src = (f'data X = load("{tmp_path / "X.npy"}")\n'
+           "vector g[i], h[i] ~ N(0, [[dot(X[i], X[i']) / 3 + 0.1, dot(X[i], X[i']) / 7],"
+           " [(dot(X[i'], X[i]) + 0.3 - 0.3) / 7, dot(X[i], X[i']) / 3 + 0.2]]) for i in X\n"
+           "out K[i, j] = mean(g[i] * h[j])\n")
+    program = tensorprog.parse(src)
+    (block,) = {ins.block for ins in program.instructions if getattr(ins, "block", None) is not None}
+    full = block.joint_cov()
+    assert np.array_equal(full, full.T)
+    assert pickle.loads(pickle.dumps(block)).joint_cov().tobytes() == full.tobytes()
