@@ -76,3 +76,15 @@ out k[i, j] = mean(f(b + z[i]) * f(b + z[j]))
     truth, _ = integrate.quad(lambda u: u * u * np.exp(-2 * u * u) * np.exp(-(u - 0.5) ** 2 / (2 * s))
                               / np.sqrt(2 * np.pi * s), -np.inf, np.inf, epsabs=1e-14)
     assert float(res["k"].value[0, 0]) == pytest.approx(truth, rel=1e-9)
+
+
+@pytest.mark.parametrize("src", [
+    "vector x ~ N(0, 1)\nscalar c = 0\nout s = mean(x^2) / c\n",
+    "vector x ~ N(0, 1)\nvector y ~ N(0, 1)\nout s = 1 / (mean(x^2) - mean(y^2))\n",   # E x^2 = E y^2 = 1
+])
+def test_division_by_zero_in_the_limit_is_named_plainly(src):
+    with pytest.raises(TPError) as err:
+        tensorprog.derive(src)
+    text = str(err.value)
+    assert "<string>:3:9" in text and "infinite: a division by zero" in text
+    assert "zoo" not in text and "Q0" not in text and "Z0" not in text

@@ -28,6 +28,7 @@ import sympy
 from ..ir.core import PARAMS, VEC_ARGS, AxisRef
 from ..ir.describe import describe
 from ..ops.registry import DERIVE, GAUSSIAN_COV, GAUSSIAN_MEAN, interpret
+from . import printers
 from .expectation import Expectations, LimitError
 from .symbols import INDEX, Data, atom_of, is_qref, new_quantity, reindex
 
@@ -138,7 +139,9 @@ class Deriver:
         expr = sympy.sympify(expr)
         axes = ins.out.axes
         if expr.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) or (expr.is_number and expr.is_real is False):
-            raise LimitError(f"the limit is not a finite real number: {expr}")
+            if expr.has(sympy.zoo):
+                raise LimitError("the limit is infinite: a division by zero")
+            raise LimitError(f"the limit is not a finite real number: {printers.text(expr, {})}")
         if expr.is_number:
             self.theta[ins.out.id] = expr
         if ins.out.name.startswith("%") and is_cheap(expr):
