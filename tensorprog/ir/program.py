@@ -17,6 +17,10 @@ class Program:
     Attributes: ``instructions`` (execution order, only what some output needs),
     ``outputs``, ``axes`` (data set name -> Axis), ``data`` (name -> array),
     ``consts``, ``widths`` (name -> multiple of n), ``source``.
+
+    A Program pickles (its data and Gaussian blocks are plain arrays), so it can be sent to another
+    process; deriving and evaluating it there gives bit-identical results (the derivation does not
+    depend on the process's hash seed). A derived limit does not pickle yet: derive in the worker.
     """
 
     def __init__(self, source, instructions, outputs, *, consts, data, axes, widths):
