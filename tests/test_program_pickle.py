@@ -1,4 +1,4 @@
-"""A parsed Program crosses a process boundary: pickled here, evaluated in a fresh interpreter.
+"""A parsed Program and a derived limit cross a process boundary: pickled here, evaluated elsewhere.
 
 The truth is the same program evaluated in this process: a worker process (a multiprocess or Dask
 backend) that receives the pickle must produce bit-identical outputs, since parse, derive and the
@@ -40,6 +40,41 @@ def test_pickled_program_evaluates_identically_in_a_fresh_process(example, tmp_p
     for name, out in here.outputs.items():
         np.testing.assert_array_equal(np.array(there[name]["value"]), out.value)
         assert there[name]["method"] == out.method
+
+
+_LIMIT_CHILD = """
+import json, pickle, sys
+import tensorprog
+tensorprog.derive(sys.argv[2])      # a derivation of this process, alive beside the unpickled one
+limit = pickle.loads(open(sys.argv[1], "rb").read())
+print(json.dumps({"text": str(limit), "outputs": tensorprog.evaluate(limit).to_dict()}))
+"""
+
+
+@pytest.mark.parametrize("example", ["mlp_ntk.tp", "feature_learning.tp"])
+def test_pickled_limit_evaluates_identically_in_a_fresh_process(example, tmp_path):
+    limit = tensorprog.derive(os.path.join(ROOT, "examples", example))
+    (tmp_path / "l.pkl").write_bytes(pickle.dumps(limit))
+    here = tensorprog.evaluate(limit).to_dict()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run([sys.executable, "-c", _LIMIT_CHILD, str(tmp_path / "l.pkl"),
+                          os.path.join(ROOT, "examples", "rnn_ntk.tp")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    there = json.loads(run.stdout.strip().splitlines()[-1])
+    assert there["text"] == str(limit)
+    assert there["outputs"] == here      # values (bit for bit), errors and methods
+
+
+def test_limit_copied_in_this_process_keeps_its_quantities():
+    # An unpickled copy shares its quantities' names with the original (alive at the same time):
+    # both print and evaluate as before.
+    limit = tensorprog.derive(os.path.join(ROOT, "examples", "mlp_ntk.tp"))
+    copy = pickle.loads(pickle.dumps(limit))
+    assert str(copy) == str(limit)
+    a, b = tensorprog.evaluate(limit), tensorprog.evaluate(copy)
+    for name, out in a.outputs.items():
+        np.testing.assert_array_equal(b[name].value, out.value)
 
 
 def test_gaussian_block_covariance_is_exactly_symmetric(tmp_path):

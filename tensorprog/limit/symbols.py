@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import weakref
 from dataclasses import dataclass, field
 
@@ -55,17 +56,28 @@ def reindex(expr, terms):
     return expr.xreplace(mapping) if mapping else expr
 
 
-# function name -> Atom / Quantity (names, not the sympy classes: hashing a class calls into sympy,
-# which fails in the weak dictionaries' callbacks at interpreter shutdown).  Weak values: a derivation (its deriver keeps its atoms and
-# quantities) owns them; when its LimitProgram is dropped they -- with their data arrays -- go too,
-# instead of living as long as the process (20 derives of mlp_ntk left 160 atoms and 320 quantities).
+# function name -> Atom / Quantity.  Keyed by name, not by the sympy class: hashing a class calls
+# into sympy, which fails in the weak dictionaries' callbacks at interpreter shutdown.  Weak values:
+# a derivation (its deriver keeps its atoms and quantities) owns them; when its LimitProgram is
+# dropped they -- with their data arrays -- go too, instead of living as long as the process.
 _ATOMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _QUANTS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-# Process-wide counters: sympy identifies undefined functions by name, so names must never repeat,
-# also across several derivations alive at once.  Zero-padded, so that sympy's canonical order of
-# terms follows creation order: the same structure (a layer of a deep network, or the same program
-# derived in another process) then prints -- and generates code -- identically.
+# sympy identifies undefined functions by name, so a name must never stand for two things: not in
+# two derivations alive at once, and not after a derived limit is pickled into another process.
+# A name is "Z"/"Q" + this process's random tag + a counter.  The counter is zero-padded and the
+# tag common to the process, so sympy's canonical order of terms follows creation order: the same
+# structure (a layer of a deep network, or the same program derived in another process) prints --
+# and generates code -- identically.  A forked child draws a new tag.
 _UIDS = itertools.count()
+_TAG = os.urandom(4).hex()
+
+
+def _new_tag():
+    global _TAG
+    _TAG = os.urandom(4).hex()
+
+
+os.register_at_fork(after_in_child=_new_tag)
 
 
 @dataclass(eq=False)
@@ -84,6 +96,22 @@ class Atom:
 
     def __call__(self, *index):
         return self.fn(*index)
+
+    # The function's name is the atom's identity (unique, see _TAG), also for a copy unpickled in
+    # this or another process; an unpickled atom joins the registry so its expressions resolve.
+    def __eq__(self, other):
+        return _same_name(self, other)
+
+    def __hash__(self):
+        return hash(self.fn.__name__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        _ATOMS.setdefault(self.fn.__name__, self)
+
+
+def _same_name(a, b):
+    return type(a) is type(b) and a.fn.__name__ == b.fn.__name__
 
 
 @dataclass(eq=False)
@@ -118,9 +146,20 @@ class Quantity:
         """The reference with the canonical index symbols of the grid."""
         return self.fn(*self.grid)
 
+    # identity by name, as for Atom
+    def __eq__(self, other):
+        return _same_name(self, other)
+
+    def __hash__(self):
+        return hash(self.fn.__name__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        _QUANTS.setdefault(self.fn.__name__, self)
+
 
 def new_atom(value, group, label, instr=None) -> Atom:
-    fn = sympy.Function(f"Z{next(_UIDS):09d}", real=True)
+    fn = sympy.Function(f"Z{_TAG}{next(_UIDS):09d}", real=True)
     a = Atom(value, group, label, instr, fn)
     _ATOMS[fn.__name__] = a
     return a
@@ -128,7 +167,7 @@ def new_atom(value, group, label, instr=None) -> Atom:
 
 def new_quantity(label, axes, definition, kind, **kw) -> Quantity:
     uid = next(_UIDS)
-    fn = sympy.Function(f"Q{uid:09d}", real=True)
+    fn = sympy.Function(f"Q{_TAG}{uid:09d}", real=True)
     q = Quantity(uid, label, tuple(axes), definition, kind, fn=fn, **kw)
     _QUANTS[fn.__name__] = q
     return q
