@@ -20,7 +20,7 @@ class Program:
 
     A Program pickles (its data and Gaussian blocks are plain arrays), so it can be sent to another
     process; deriving and evaluating it there gives bit-identical results (the derivation does not
-    depend on the process's hash seed). A derived limit does not pickle yet: derive in the worker.
+    depend on the process's hash seed); so does a derived limit.
     """
 
     def __init__(self, source, instructions, outputs, *, consts, data, axes, widths):
