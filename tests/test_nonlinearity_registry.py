@@ -251,3 +251,63 @@ def test_builtin_names_cannot_be_replaced():
 
     with pytest.raises(ValueError, match="builtin"):
         tp.register_nonlinearity("relu", np.abs)
+
+
+# --- pair closed forms from the registry -----------------------------------------------------------
+REGISTRY_PAIRS = [(e, other, rule) for e in BUILTINS for other, _, rule in e.pairs]
+ABC = [(1.0, 1.0, 0.5), (1.5, 0.8, 0.6), (0.3, 2.0, -0.7), (1.0, 1.0, 0.999)]
+
+
+def _pair_quad(f, g, a, b, c):
+    """E[f(u) g(v)] for the centred pair with covariance [[a, c], [c, b]], by nested quadrature over
+    independent standard normals x, y: u = sqrt(a) x, v = (c / a) u + sqrt(b - c^2 / a) y."""
+    sa, cond = math.sqrt(a), math.sqrt(max(b - c * c / a, 0.0))
+
+    def inner(x):
+        u = sa * x
+        return integrate.quad(lambda y: g(c / a * u + cond * y) * stats.norm.pdf(y), -40, 40,
+                              epsabs=1e-14, epsrel=1e-12, limit=200)[0] * f(u) * stats.norm.pdf(x)
+
+    return integrate.quad(inner, -40, 40, epsabs=1e-13, epsrel=1e-11, limit=200)[0]
+
+
+@pytest.mark.parametrize("entry,other,rule", REGISTRY_PAIRS, ids=lambda v: getattr(v, "name", str(v)))
+def test_registry_pair_closed_forms_match_quadrature(entry, other, rule):
+    f = compile_numpy(entry.make(T), (T,))
+    g = compile_numpy(NL.REGISTRY[other].make(T), (T,))
+    for a, b, c in ABC:
+        want = _pair_quad(lambda x: float(f(x)), lambda y: float(g(y)), a, b, c)
+        got = _num(rule(sympy.Float(a), sympy.Float(b), sympy.Float(c)))
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12), (entry.name, other, a, b, c)
+
+
+def test_registry_pair_closed_form_is_used_by_evaluate():
+    import tensorprog as tp
+
+    r = tp.evaluate("vector x, y ~ N(0, [[1.5, 0.6], [0.6, 0.8]])\nout s = mean(rbf(x) * rbf(y))\n")
+    assert r["s"].method == "closed form"
+    # det(I + C)^(-1/2), C the covariance (a Gaussian integral, written out by hand)
+    assert float(r["s"].value) == pytest.approx(1 / math.sqrt(2.5 * 1.8 - 0.36), rel=1e-15)
+
+
+def test_user_pair_closed_form_scaled_erf_kernel():
+    import tensorprog as tp
+    from scipy.special import erf
+
+    a = 3.0
+    tp.register_nonlinearity(
+        "usererf3p", lambda x: erf(a * x),
+        pair_closed_forms={"usererf3p": ("(2/pi) asin(18 c / sqrt((1 + 18 a)(1 + 18 b)))",
+                                         lambda u, v, c: 2 / sympy.pi * sympy.asin(
+                                             18 * c / sympy.sqrt((1 + 18 * u) * (1 + 18 * v))))})
+    r = tp.evaluate("vector x, y ~ N(0, [[1.5, 0.6], [0.6, 0.8]])\nout s = mean(usererf3p(x) * usererf3p(y))\n")
+    assert r["s"].method == "closed form"
+    want = _pair_quad(lambda u: erf(a * u), lambda v: erf(a * v), 1.5, 0.8, 0.6)
+    assert float(r["s"].value) == pytest.approx(want, rel=1e-9)
+
+
+def test_user_pair_closed_form_needs_a_registered_partner():
+    import tensorprog as tp
+
+    with pytest.raises(ValueError, match="not a registered function"):
+        tp.register_nonlinearity("userlonely", np.tanh, pair_closed_forms={"nosuchfn": ("0", lambda a, b, c: 0)})

@@ -251,22 +251,37 @@ _PAIR_TABLE = (
 )
 
 _SINGLE = {name: rule for name, _, rule in _SINGLE_TABLE}
+_SINGLE_DOCS = {name: doc for name, doc, _ in _SINGLE_TABLE}
+
+
+_PAIR = {}
+_PAIR_DOCS = {}   # (f, g) -> formula, one order per pair (for closed_form_rules)
+
+
+def _add_pair(f, g, doc, rule):
+    _PAIR[(f, g)] = rule
+    _PAIR[(g, f)] = lambda a, b, c: rule(b, a, c)
+    _PAIR_DOCS[(f, g)] = doc
+
+
+for _f, _g, _doc, _rule in _PAIR_TABLE:
+    _add_pair(_f, _g, _doc, _rule)
 
 
 def _add_registered_form(entry):
-    """A registry entry's own closed form E[f(u)] (builtins and register_nonlinearity)."""
-    if entry.single:
+    """A registry entry's own closed forms, E[f(u)] and E[f(u) g(v)] (builtins and
+    register_nonlinearity)."""
+    if entry.single or entry.pairs:
         form = entry.make(_X)
         _FUNCTIONS[entry.name] = form
         _NAME_OF[form] = entry.name
-        _SINGLE[entry.name] = entry.single[1]
+    if entry.single:
+        _SINGLE_DOCS[entry.name], _SINGLE[entry.name] = entry.single
+    for other, doc, rule in entry.pairs:
+        _add_pair(entry.name, other, doc, rule)
 
 
 NL.subscribe(_add_registered_form)
-_PAIR = {}
-for _f, _g, _, _rule in _PAIR_TABLE:
-    _PAIR[(_f, _g)] = _rule
-    _PAIR[(_g, _f)] = (lambda rule: lambda a, b, c: rule(b, a, c))(_rule)
 
 _GENERIC = {
     "linearity": "E[sum_k k_k F_k] = sum_k k_k E[F_k] for constant k_k",
@@ -284,8 +299,8 @@ _GENERIC = {
 def closed_form_rules():
     """All rules, name -> formula: 'E[f(u)]' (u ~ N(m, s)), 'E[f(u) g(v)]' (centred pair with
     variances a, b and covariance c; also registered as g x f), and the generic reductions."""
-    rules = {"E[%s(u)]" % name: doc for name, doc, _ in _SINGLE_TABLE}
-    rules.update({"E[%s(u) %s(v)]" % (f, g): doc for f, g, doc, _ in _PAIR_TABLE})
+    rules = {"E[%s(u)]" % name: doc for name, doc in _SINGLE_DOCS.items()}
+    rules.update({"E[%s(u) %s(v)]" % fg: doc for fg, doc in _PAIR_DOCS.items()})
     rules.update(_GENERIC)
     return rules
 

@@ -40,6 +40,9 @@ class Nonlinearity:
     doc         (function, derivative) text of its row in the docs table of docs/language.md
     single      (formula, rule) or (): the closed form of E[f(u)], u ~ N(m, s), as ``rule(m, s)``
                 (sympy expressions); a builtin's forms may instead live in closed_forms' tables
+    pairs       ((other, formula, rule), ...): closed forms of E[f(u) other(v)] for a centred pair
+                with Var u = a, Var v = b, Cov(u, v) = c, as ``rule(a, b, c)``; ``other`` is this
+                function's name or another registered one (added to the table in both orders)
     """
 
     name: str
@@ -55,6 +58,7 @@ class Nonlinearity:
     stein: bool = False
     doc: tuple = ("", "")
     single: tuple = ()   # (formula text, rule(m, s)): E[f(u)] for u ~ N(m, s), a sympy expression
+    pairs: tuple = ()    # ((other name, formula text, rule(a, b, c)), ...): E[f(u) other(v)], centred
     user: bool = field(default=False, compare=False)
 
     @property
@@ -80,7 +84,7 @@ TABLE_VIEW: set = set()       # sympy names of the closed-form table   (expectat
 STEIN_VIEW: set = set()       # sympy classes Stein terminates on      (closed_forms._STEIN_HEADS)
 TABLE_VIEW.update({"DiracDelta", "SafeCorr", "Zscore"})  # the limit pass's own table heads
 # Called with each entry registered (and, on subscription, with every entry so far): the
-# closed-form solver adds the entries' ``single`` forms to its table this way.
+# closed-form solver adds the entries' ``single`` and ``pairs`` forms to its table this way.
 _LISTENERS: list = []
 
 
@@ -112,7 +116,7 @@ def register(entry: Nonlinearity, replace=False):
         NONSMOOTH_VIEW.add(key)
     if entry.cheap:
         CHEAP_VIEW.add(key)
-    if entry.closed_form or entry.single:
+    if entry.closed_form or entry.single or entry.pairs:
         TABLE_VIEW.add(key)
     if entry.stein:
         STEIN_VIEW.add(entry.make)

@@ -1,4 +1,4 @@
-"""``register_nonlinearity``: user-defined coordinatewise functions, numeric only."""
+"""``register_nonlinearity``: user-defined coordinatewise functions (numeric, optionally with closed forms)."""
 from __future__ import annotations
 
 import re
@@ -28,7 +28,8 @@ def _make_class(name, numpy_fn, derivative_cls):
                                             "__module__": __name__})
 
 
-def register_nonlinearity(name, numpy, derivative=None, second_derivative=None, closed_form=None, doc=""):
+def register_nonlinearity(name, numpy, derivative=None, second_derivative=None, closed_form=None,
+                          pair_closed_forms=None, doc=""):
     """Make ``name`` a function ``.tp`` programs can call, computed by ``numpy`` (a vectorised
     function of a float64 array).
 
@@ -36,7 +37,10 @@ def register_nonlinearity(name, numpy, derivative=None, second_derivative=None, 
     for programs that take primes (``name'``).  The function has no closed forms: expectations
     with it are computed by quadrature or Monte Carlo, unless ``closed_form = (formula text,
     rule)`` gives E[f(u)] for u ~ N(m, s) as ``rule(m, s)`` (a sympy expression of the symbols m
-    and s): then a single-Gaussian expectation of f is that formula.  Returns the registry entry.
+    and s): then a single-Gaussian expectation of f is that formula.  ``pair_closed_forms`` maps
+    the name of a registered function g (or ``name`` itself) to ``(formula text, rule)`` with
+    ``rule(a, b, c)`` = E[f(u) g(v)] for a centred Gaussian pair with Var u = a, Var v = b and
+    Cov(u, v) = c.  Returns the registry entry.
     """
     from . import REGISTRY, Nonlinearity, register
 
@@ -44,6 +48,9 @@ def register_nonlinearity(name, numpy, derivative=None, second_derivative=None, 
         raise ValueError(f"not a function name: {name!r}")
     if name in REGISTRY and not REGISTRY[name].user:
         raise ValueError(f"{name!r} is a builtin function and cannot be replaced")
+    for other in pair_closed_forms or {}:
+        if other != name and other not in REGISTRY:
+            raise ValueError(f"pair_closed_forms: {other!r} is not a registered function")
     impls = [(name, numpy)]
     if derivative is not None:
         impls.append((f"{name}_d1", derivative))
@@ -53,6 +60,8 @@ def register_nonlinearity(name, numpy, derivative=None, second_derivative=None, 
     for cname, fn in reversed(impls):  # innermost derivative first: each class differentiates to the next
         cls = _make_class(cname, fn, cls)
         single = tuple(closed_form) if (closed_form and cname == name) else ()
-        entry = register(Nonlinearity(cname, 1, cls, cname, numpy=fn, doc=(doc, ""), single=single, user=True),
-                         replace=True)
+        pairs = tuple((other, text, rule) for other, (text, rule) in (pair_closed_forms or {}).items()
+                      if cname == name)
+        entry = register(Nonlinearity(cname, 1, cls, cname, numpy=fn, doc=(doc, ""), single=single, pairs=pairs,
+                                      user=True), replace=True)
     return entry
