@@ -89,3 +89,19 @@ def test_gaussian_block_covariance_is_exactly_symmetric(tmp_path):
     full = block.joint_cov()
     assert np.array_equal(full, full.T)
     assert pickle.loads(pickle.dumps(block)).joint_cov().tobytes() == full.tobytes()
+
+
+def test_derivation_does_not_depend_on_the_hash_seed():
+    # rnn_ntk's held linear combinations were once created in set order: the derivation's terms,
+    # and 1-ulp digits of its outputs, changed from run to run.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    code = ("import json, sys, tensorprog\n"
+            "limit = tensorprog.derive(sys.argv[1])\n"
+            "print(json.dumps({'text': str(limit), 'outputs': tensorprog.evaluate(limit).to_dict()}))\n")
+    runs = []
+    for seed in ("1", "2"):
+        run = subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "examples", "rnn_ntk.tp")],
+                             capture_output=True, text=True, timeout=300, env=dict(env, PYTHONHASHSEED=seed))
+        assert run.returncode == 0, run.stderr[-2000:]
+        runs.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    assert runs[0] == runs[1]
