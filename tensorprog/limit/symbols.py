@@ -80,8 +80,26 @@ def _new_tag():
 os.register_at_fork(after_in_child=_new_tag)
 
 
+class _NamedByFunction:
+    """An atom or quantity is identified by its sympy function's name (unique, see _TAG), also
+    for a copy unpickled in this or another process; an unpickled one joins the registry
+    (``_registry``) so that the expressions referring to it resolve."""
+
+    _registry = None
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.fn.__name__ == other.fn.__name__
+
+    def __hash__(self):
+        return hash(self.fn.__name__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        type(self)._registry.setdefault(self.fn.__name__, self)
+
+
 @dataclass(eq=False)
-class Atom:
+class Atom(_NamedByFunction):
     """A Gaussian atom: an initial vector (``block``/``member``) or the Ẑ of a MatMul.
 
     ``group``: atoms in different groups are independent.  Groups are
@@ -97,25 +115,10 @@ class Atom:
     def __call__(self, *index):
         return self.fn(*index)
 
-    # The function's name is the atom's identity (unique, see _TAG), also for a copy unpickled in
-    # this or another process; an unpickled atom joins the registry so its expressions resolve.
-    def __eq__(self, other):
-        return _same_name(self, other)
-
-    def __hash__(self):
-        return hash(self.fn.__name__)
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        _ATOMS.setdefault(self.fn.__name__, self)
-
-
-def _same_name(a, b):
-    return type(a) is type(b) and a.fn.__name__ == b.fn.__name__
 
 
 @dataclass(eq=False)
-class Quantity:
+class Quantity(_NamedByFunction):
     """A deterministic limit quantity over a grid of family axes.
 
     ``definition`` is a sympy expression in the grid's index symbols and other
@@ -146,16 +149,10 @@ class Quantity:
         """The reference with the canonical index symbols of the grid."""
         return self.fn(*self.grid)
 
-    # identity by name, as for Atom
-    def __eq__(self, other):
-        return _same_name(self, other)
 
-    def __hash__(self):
-        return hash(self.fn.__name__)
 
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        _QUANTS.setdefault(self.fn.__name__, self)
+Atom._registry = _ATOMS
+Quantity._registry = _QUANTS
 
 
 def new_atom(value, group, label, instr=None) -> Atom:
