@@ -12,7 +12,8 @@ import pytest
 
 import tensorprog
 from tensorprog.numeric.fused import FUSE_MIN_POINTS
-from tensorprog.numeric.tiled import CHUNKS, TILE
+from tensorprog.numeric.rowpool import CHUNKS
+from tensorprog.numeric.tiled import TILE
 
 RNG = np.random.default_rng(18)
 

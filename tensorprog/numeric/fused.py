@@ -3,7 +3,7 @@
 Closed-form recursions (an N x N kernel through L layers: E_l(i, j) from E_{l-1}(i, j) and the
 diagonals) are pointwise over the grid.  Quantities on the same large grid whose references to
 each other are pointwise (same indices, same order) form one *group*: one generated kernel loops
-over the grid once (``prange`` over the first axis) and keeps every member in registers, writing
+over the grid once (ranges of the first axis in parallel, rowpool.py) and keeps every member in registers, writing
 only the members something else reads.  A quantity joins a group only if no quantity outside the
 group lies on a dependency path from the group to it, so the groups and the remaining quantities
 form a DAG; ``schedule()`` orders it.
@@ -277,9 +277,11 @@ class FusedKernel:
         params = ([f"out{s}" for s in range(len(b.exported))] + [f"oerr{s}" for s in range(len(b.uncertain_exported))]
                   + [f"in{m}" for m in range(len(b.reads))] + [f"err{j}" for j in range(len(b.uncertain_reads))]
                   + ["out_shape"])
-        loops = [f"{'    ' * p}for i{p} in {'prange' if p == 0 else 'range'}(out_shape[{p}]):" for p in range(k)]
+        # the first axis from lo to hi: ranges of it run in parallel on the row pool (rowpool.py)
+        loops = [f"{'    ' * p}for i{p} in {'range(lo, hi)' if p == 0 else f'range(out_shape[{p}])'}:"
+                 for p in range(k)]
         self.fn_name = "fused_" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
-        src = ["@njit(parallel=True, **_JIT)", f"def {self.fn_name}({', '.join(params)}):"]
+        src = ["@njit(nogil=True, **_JIT)", f"def {self.fn_name}({', '.join(['lo', 'hi'] + params)}):"]
         src += ["    " + ln for ln in loops] + ["    " + "    " * k + ln for ln in lines or ["pass"]]
         self.source = module_source("\n".join(src))
 
@@ -290,6 +292,7 @@ class FusedKernel:
     def run(self, values, errors, alloc=np.empty):
         """Run the kernel; returns {quantity: (value array, error array or 0.0)} for exported members."""
         from .cache import load_generated  # imports numba: only when a large grid needs a kernel
+        from .rowpool import run_ranges
 
         fn = getattr(load_generated(self.source, stem="fused"), self.fn_name)
         b = self.body
@@ -299,7 +302,7 @@ class FusedKernel:
         ins = [reduced(values[p], pattern) for p, pattern in b.reads]
         errs = [reduced(np.broadcast_to(np.asarray(errors[b.reads[m][0]], dtype=np.float64),
                                         np.shape(values[b.reads[m][0]])), b.reads[m][1]) for m in b.uncertain_reads]
-        fn(*outs, *oerrs, *ins, *errs, np.array(shape, dtype=np.int64))
+        run_ranges(fn, shape[0] if shape else 1, *outs, *oerrs, *ins, *errs, np.array(shape, dtype=np.int64))
         err_of = dict(zip(b.uncertain_exported, oerrs))
         return {q: (out, err_of.get(q, 0.0)) for q, out in zip(b.exported, outs)}
 

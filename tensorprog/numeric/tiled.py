@@ -1,8 +1,8 @@
 """Tiled execution of consecutive fused groups: one pass over the grid for a whole recursion.
 
 A *segment* is a run of groups on the same grid whose references to each other are pointwise.
-Its generated driver loops in parallel over all grid axes but the last, and along the last axis in
-tiles of ``TILE`` entries; for each tile it calls every group's tile function in order.  Values that
+Its generated driver loops over all grid axes but the last (ranges of those positions run in
+parallel on the row pool, rowpool.py), and along the last axis in tiles of ``TILE`` entries; for each tile it calls every group's tile function in order.  Values that
 only later groups of the segment read stay in tile buffers (in cache); only what something outside
 the segment reads is written to full arrays.  So an L-layer kernel recursion (NNGP and NTK) reads
 its inputs and writes its outputs once, instead of once per layer -- the difference between being
@@ -24,7 +24,6 @@ from .codegen import module_source
 from .fused import Group, GroupBody, reduced
 
 TILE = 1024
-CHUNKS = 64
 
 
 def segments(steps, uncertain):
@@ -154,21 +153,25 @@ class Segment:
             calls.append(f"{name}(n, scr, {', '.join(arrays + read_rows + outs + write_rows + [b + '[j0:j0 + n]' for b in hbufs])})")
         drv = "seg_" + hashlib.sha256("\n".join(list(tiles) + calls).encode()).hexdigest()[:12]
         params = [f"out{s}" for s in range(len(self.stored))] + [f"in{j}" for j in range(len(self.inputs))]
-        lines = ["@njit(parallel=True, **_JIT)", f"def {drv}({', '.join(params + ['shape'])}):",
-                 f"    last = shape[{k - 1}]", "    outer = 1"]
-        lines += [f"    outer *= shape[{p}]" for p in range(k - 1)]
+        # The column buffers, once per run; then the rows [lo, hi) of the outer positions (all grid
+        # axes but the last), run on the row pool (rowpool.py), one scratch array per range: an
+        # allocation per position (hundreds of KiB, so an mmap and page faults each time) would
+        # serialise the threads.
+        self.prelude_name = "prelude_" + drv[4:]
+        hb_all = [f"hb{x}" for x in range(nbufs)]
+        lines = ["@njit(**_JIT)", f"def {self.prelude_name}({', '.join(params + ['shape'])}):",
+                 f"    last = shape[{k - 1}]"]
         lines += ["    " + ln for ln in prelude]
-        # The outer positions in CHUNKS contiguous runs, one scratch array per run: an allocation
-        # per position (hundreds of KiB, so an mmap and page faults each time) serialised the threads.
-        lines += [f"    chunks = min(outer, {CHUNKS})",
-                  "    for chunk in prange(chunks):",
-                  f"        scr = np.empty(({max(rows, 1)}, {TILE}))",
-                  "        for flat in range(chunk * outer // chunks, (chunk + 1) * outer // chunks):"]
+        lines += [f"    return ({''.join(b + ', ' for b in hb_all)})", ""]
+        lines += ["@njit(nogil=True, **_JIT)", f"def {drv}({', '.join(['lo', 'hi'] + params + hb_all + ['shape'])}):",
+                  f"    last = shape[{k - 1}]",
+                  f"    scr = np.empty(({max(rows, 1)}, {TILE}))",
+                  "    for flat in range(lo, hi):"]
         for p in range(k - 1):
             stride = " * ".join(f"shape[{r}]" for r in range(p + 1, k - 1)) or "1"
-            lines += [f"            i{p} = (flat // ({stride})) % shape[{p}]"]
-        lines += [f"            for j0 in range(0, last, {TILE}):", f"                n = min({TILE}, last - j0)"]
-        lines += ["                " + c for c in calls]
+            lines += [f"        i{p} = (flat // ({stride})) % shape[{p}]"]
+        lines += [f"        for j0 in range(0, last, {TILE}):", f"            n = min({TILE}, last - j0)"]
+        lines += ["            " + c for c in calls]
         self.fn_name = drv
         self.source = module_source(*tiles.values(), "\n".join(lines))
 
@@ -178,12 +181,16 @@ class Segment:
 
     def run(self, values, errors=None, alloc=np.empty):
         from .cache import load_generated
+        from .rowpool import run_ranges
 
-        fn = getattr(load_generated(self.source, stem="segment"), self.fn_name)
+        module = load_generated(self.source, stem="segment")
         shape = tuple(a.size for a in self.axes)
         outs = [alloc(shape) for _ in self.stored]
         ins = [reduced(values[p], pattern) for p, pattern in self.inputs]
-        fn(*outs, *ins, np.array(shape, dtype=np.int64))
+        shape_arr = np.array(shape, dtype=np.int64)
+        buffers = getattr(module, self.prelude_name)(*outs, *ins, shape_arr)
+        run_ranges(getattr(module, self.fn_name), int(np.prod(shape[:-1], dtype=np.int64)), *outs, *ins, *buffers,
+                   shape_arr)
         return {q: (out, 0.0) for q, out in zip(self.stored, outs)}
 
 
