@@ -81,21 +81,25 @@ os.register_at_fork(after_in_child=_new_tag)
 
 
 class _NamedByFunction:
-    """An atom or quantity is identified by its sympy function's name (unique, see _TAG), also
-    for a copy unpickled in this or another process; an unpickled one joins the registry
-    (``_registry``) so that the expressions referring to it resolve."""
+    """An atom or quantity is named by its sympy function (unique, see _TAG).  Unpickling interns
+    it: the object already registered under that name when there is one (a copy made in this
+    process), else a new one that joins the registry (``_registry``), so that the expressions
+    referring to it resolve in any process.  Identity (and hashing) stays the object's own."""
 
     _registry = None
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self.fn.__name__ == other.fn.__name__
+    def __reduce__(self):
+        return _intern, (type(self), self.__dict__)
 
-    def __hash__(self):
-        return hash(self.fn.__name__)
 
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        type(self)._registry.setdefault(self.fn.__name__, self)
+def _intern(cls, state):
+    existing = cls._registry.get(state["fn"].__name__)
+    if existing is not None:
+        return existing
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    cls._registry[obj.fn.__name__] = obj
+    return obj
 
 
 @dataclass(eq=False)
