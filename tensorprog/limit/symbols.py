@@ -241,6 +241,12 @@ def index_symbols_in(expr) -> list:
     return [s for s in INDEX if s in syms]
 
 
+def symbols_in(expr) -> frozenset:
+    """Every Symbol node of ``expr``, each distinct node visited once (memoised).  Equal to
+    ``expr.free_symbols`` for expressions without binding constructs (the limit's are free of them)."""
+    return _symbols(expr)
+
+
 @functools.lru_cache(maxsize=1 << 14)
 def _symbols(expr) -> frozenset:
     return frozenset(n for n in distinct_subexpressions(expr) if isinstance(n, sympy.Symbol))

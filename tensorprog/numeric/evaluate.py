@@ -22,7 +22,7 @@ import sympy
 
 from ..errors import TPError, error
 from ..ir.core import Formals
-from ..limit.symbols import INDEX, Data, Integral, SteinCoefficient, quantity_of, qrefs_in
+from ..limit.symbols import INDEX, Data, Integral, SteinCoefficient, quantity_of, qrefs_in, symbols_in
 from . import integrals as I
 from .npfuncs import compile_numpy
 from .results import OutputResult, Results
@@ -104,9 +104,12 @@ class Evaluator:
         refs = sorted(qrefs_in(expr), key=sympy.default_sort_key)
         syms = _ref_symbols(len(refs))
         body = expr.xreplace(dict(zip(refs, syms)))
-        extra = body.free_symbols - set(syms)
-        if extra:
-            raise ValueError(f"unexpected symbols {sorted(map(str, extra))} in {expr}")
+        # symbols by a walk over distinct nodes (sympy's free_symbols revisits shared subtrees: a
+        # deep network's expressions made it quadratic); confirmed exactly before an error
+        if symbols_in(body) - set(syms):
+            extra = body.free_symbols - set(syms)
+            if extra:
+                raise ValueError(f"unexpected symbols {sorted(map(str, extra))} in {expr}")
         pairs = [self.gather(r, grid) for r in refs]
         args = [p[0] for p in pairs]
         with np.errstate(all="ignore"):

@@ -74,7 +74,8 @@ def compile_numpy(expr, symbols):
         parts = []
         for a in range(0, len(terms), MAX_TERMS):
             chunk = sympy.Add(*terms[a:a + MAX_TERMS])
-            used = [k for k, s in enumerate(symbols) if s in chunk.free_symbols]
+            free = chunk.free_symbols      # once per chunk, not once per symbol
+            used = [k for k, s in enumerate(symbols) if s in free]
             parts.append((compile_numpy(chunk, tuple(symbols[k] for k in used)), used))
 
         def total(*args):
