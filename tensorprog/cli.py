@@ -314,6 +314,10 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except MemoryError as e:  # a resource limit, not a bug: the estimates before large steps missed it
+        print(f"tpc: error: out of memory ({e}); the program's data or width is too large for the memory "
+              "available", file=sys.stderr)
+        return 2
     except Exception:  # an internal error, not the user's: say so, keep the trace for bug reports
         if os.environ.get("TPC_DEBUG"):
             traceback.print_exc()

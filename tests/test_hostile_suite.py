@@ -175,6 +175,11 @@ HAND = [
     ("samples-huge", {"p.tp": V + OUT}, ["eval", "p.tp", "--samples", "100000000000000000000"], 2,
      "--samples must be between 2 and 10000000000"),
     ("samples-text", {"p.tp": V + OUT}, ["eval", "p.tp", "--samples", "many"], 2, "invalid int value"),
+    # 200,000 points (6 MB): their table of dot products alone is 298 GiB, refused at the dot, before allocating
+    ("data-family-too-large", {"X.npy": npy(np.ones((200000, 4))),
+                               "p.tp": "data X = load(\"X.npy\")\nvector g[i] ~ N(0, dot(X[i], X[i']) / dim(X))\n"
+                                       "out K[i, j] = mean(relu(g[i]) * relu(g[j]))\n"},
+     ["eval", "p.tp"], 2, "p.tp:2:20: error: the table of dot products of shape 200000 x 200000 needs about"),
     ("seed-negative", {"p.tp": V + OUT}, ["eval", "p.tp", "--seed", "-1"], 2, "--seed must be between 0"),
     ("seed-huge", {"p.tp": V + OUT}, ["eval", "p.tp", "--seed", str(2**70)], 2, "--seed must be between 0"),
     ("threads-zero", {"p.tp": V + OUT}, ["eval", "p.tp", "--threads", "0"], 2, "--threads must be between 1"),
@@ -334,7 +339,8 @@ def test_hostile_input(case, tmp_path, monkeypatch, capsys):
 # The heaviest inputs again, each in a fresh interpreter that reports its own peak resident memory.
 HEAVY = ["hundred-thousand-lines", "sum-chain-100000", "unary-minus-100000", "loop-ten-million",
          "load-ten-megabyte-line-csv", "load-seventy-megabytes-csv", "power-tower", "derivative-order-40",
-         "nested-brackets-10000", "load-huge-shape-npy", "samples-huge", "widths-astronomical"]
+         "nested-brackets-10000", "load-huge-shape-npy", "samples-huge", "widths-astronomical",
+         "data-family-too-large"]
 # Peak memory from VmHWM, the high-water mark of this process image: getrusage's ru_maxrss survives
 # fork and exec on Linux, so it would report the (large) pytest parent instead of the child.
 _CHILD = """
@@ -374,3 +380,18 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch, capsys)
     assert cli.main(["simulate", "p.tp", "--widths", "4096,8192", "--seeds", "50", "--plot", "c.png"]) == 2
     assert time.perf_counter() - t0 < 5          # refused before the (long) simulation
     assert 'pip install "tensorprog[plot]"' in capsys.readouterr().err
+
+
+def test_out_of_memory_is_a_clear_error_not_an_internal_one(tmp_path, monkeypatch, capsys):
+    # An allocation the estimates did not foresee: exit 2 with a plain message, no "internal error".
+    import tensorprog.numeric.evaluate as ev
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError("Unable to allocate 26.8 GiB for an array with shape (60000, 60000)")
+
+    monkeypatch.setattr(ev.Evaluator, "run", exhausted)
+    (tmp_path / "p.tp").write_text(V + OUT)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["eval", "p.tp"]) == 2
+    err = capsys.readouterr().err
+    assert "out of memory" in err and "26.8 GiB" in err and "internal error" not in err

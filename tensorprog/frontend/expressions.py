@@ -251,7 +251,10 @@ def binop(el, op, a, b, node, ctx):
         if all(isinstance(x, (Num, DataT)) for x in (a, b)) or ctx.data_only:
             if not all(isinstance(x, (Num, DataT)) for x in (a, b)):
                 raise error(node.pos, f"cannot combine data with {kind_name(a if not isinstance(a, DataT) else b)} here")
-            return data_binop(op, _as_data(a), _as_data(b))
+            try:
+                return data_binop(op, _as_data(a), _as_data(b))
+            except ValueError as e:
+                raise error(node.pos, str(e)) from None
     if ctx.data_only and not ctx.fn_formals:
         raise error(node.pos, f"only constants and data can be used here, not {kind_name(a)} {op} {kind_name(b)}")
     ea, eb = _program_expr(el, a, node, ctx), _program_expr(el, b, node, ctx)

@@ -104,8 +104,24 @@ def _expand(x: DataT, tags, other: DataT):
     return arr.reshape(tuple(shape) + (1,) * pad + tuple(data_shape))
 
 
+def _room_for(shape, what):
+    """Refuse (ValueError, which the caller reports at the expression) before allocating a data
+    array of ``shape`` (float64) when it and the work that follows (at least one more array like
+    it) would not fit in the memory available now."""
+    from ..memory import available_memory, gib
+
+    nbytes = 8 * int(np.prod(shape, dtype=np.float64))
+    if nbytes < 1 << 26:     # only large arrays are worth a look at /proc/meminfo
+        return
+    free = available_memory()
+    if free is not None and 2 * nbytes > free:
+        raise ValueError(f"{what} of shape {' x '.join(map(str, shape))} needs about {gib(2 * nbytes)} of memory "
+                         f"(it and one more like it), but only {gib(free)} is available")
+
+
 def data_binop(op: str, a: DataT, b: DataT) -> DataT:
     A, B, tags = align(a, b)
+    _room_for(np.broadcast_shapes(A.shape, B.shape), "a data array")
     with np.errstate(all="ignore"):
         if op == "+":
             r = A + B
@@ -129,11 +145,13 @@ def data_dot(a: DataT, b: DataT) -> DataT:
                          f"{a.data_shape} and {b.data_shape}")
     if not set(a.tags) & set(b.tags):
         d = a.data_shape[0]
+        _room_for(a.arr.shape[:-1] + b.arr.shape[:-1], "the table of dot products")
         A = a.arr.reshape(-1, d)
         B = b.arr.reshape(-1, d)
         r = (A @ B.T).reshape(a.arr.shape[:-1] + b.arr.shape[:-1])
         return DataT(r, tuple(a.tags) + tuple(b.tags))
     A, B, tags = align(a, b)
+    _room_for(np.broadcast_shapes(A.shape, B.shape)[:-1], "the table of dot products")
     letters = string.ascii_letters[: len(tags)]
     r = np.einsum(f"{letters}z,{letters}z->{letters}", *np.broadcast_arrays(A, B))
     return DataT(r, tags)
