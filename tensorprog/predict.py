@@ -154,15 +154,17 @@ class FlowPrediction:
     mean: list
     cov: list = field(default_factory=list)
     condition: float = math.nan
+    eigen: tuple = field(default=None, repr=False)   # (λ, V) of the (regularised) train kernel
 
 
 def gradient_flow(ntk_train, ntk_test_train, y_train, times, learning_rate=1.0, nngp=None, noise=0.0,
-                  diag_reg=None):
+                  diag_reg=None, eig=None):
     """Mean (and, given ``nngp = (K_XX, K_xX, K_xx)``, covariance) of the gradient-flow ensemble.
 
     mean(t) = Θ_xX Θ⁻¹ (I − e^{−ηΘt}) Y,
     cov(t)  = K_xx + A K_XX Aᵀ − (A K_Xx + K_xX Aᵀ),  A = Θ_xX Θ⁻¹ (I − e^{−ηΘt})
-    with Θ = Θ_XX + (σ² + diag_reg · mean diag Θ_XX) I.  Returns a :class:`FlowPrediction`.
+    with Θ = Θ_XX + (σ² + diag_reg · mean diag Θ_XX) I.  ``eig``: the eigendecomposition (λ, V) of
+    that Θ when the caller has it (one per train kernel). Returns a :class:`FlowPrediction`.
     """
     import scipy.linalg
 
@@ -175,7 +177,7 @@ def gradient_flow(ntk_train, ntk_test_train, y_train, times, learning_rate=1.0, 
     if not learning_rate > 0:
         raise _fail(f"the learning rate must be > 0, got {learning_rate}")
     theta = _regularised(theta, noise, diag_reg)
-    lam, vec = scipy.linalg.eigh(theta)
+    lam, vec = scipy.linalg.eigh(theta) if eig is None else eig
     cond = condition_number(lam)
     if math.inf in times:
         if cond > SINGULAR_CONDITION:
@@ -185,9 +187,10 @@ def gradient_flow(ntk_train, ntk_test_train, y_train, times, learning_rate=1.0, 
         k_train = _check_kernel("K(train, train)", nngp[0], (n, n))
         k_test_train = _check_kernel("K(test, train)", nngp[1], (m, n))
         k_test = _check_kernel("K(test, test)", nngp[2], (m, m))
-    # rows of Θ_xX V, reused for every time
+    # rows of Θ_xX V and Vᵀ Y, reused for every time
     theta_xV = theta_xX @ vec
-    out = FlowPrediction(times=times, mean=[], cov=[], condition=cond)
+    vty = vec.T @ y
+    out = FlowPrediction(times=times, mean=[], cov=[], condition=cond, eigen=(lam, vec))
     for t in times:
         if t == math.inf:
             g = 1.0 / lam
@@ -197,9 +200,9 @@ def gradient_flow(ntk_train, ntk_test_train, y_train, times, learning_rate=1.0, 
                 g = np.where(np.abs(lam) * learning_rate * t > 1e-300,
                              -np.expm1(-learning_rate * lam * t) / np.where(lam == 0, 1.0, lam),
                              learning_rate * t)
-        a = (theta_xV * g) @ vec.T  # A(t) = Θ_xX V diag(g) Vᵀ
-        out.mean.append(a @ y)
+        out.mean.append(theta_xV @ (g[:, None] * vty))   # A(t) Y, A(t) = Θ_xX V diag(g) Vᵀ
         if nngp is not None:
+            a = (theta_xV * g) @ vec.T
             cross = a @ k_test_train.T
             cov = k_test + a @ k_train @ a.T - (cross + cross.T)
             out.cov.append(0.5 * (cov + cov.T))

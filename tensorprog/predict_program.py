@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import error
-from .predict import accuracy, as_labels, gradient_flow, is_one_hot, mse, nngp_posterior, parse_times
+from .predict import (IllConditionedKernelWarning, accuracy, as_labels, gradient_flow, is_one_hot, mse,
+                      nngp_posterior, parse_times)
 
 _LOAD_DATA = re.compile(r'^\s*data\s+([A-Za-z_]\w*)\s*=\s*load\(\s*"([^"]+)"\s*\)', re.MULTILINE)
 
@@ -137,8 +139,11 @@ def predict_from_kernels(k, theta, n_train, y_train, y_test=None, times=(math.in
         nngp = (k[tr, tr], k[te, tr], k[te, te]) if k is not None else None
         flow = gradient_flow(theta[tr, tr], theta[te, tr], y_train, times, learning_rate, nngp=nngp, noise=noise,
                              diag_reg=diag_reg)
-        train = gradient_flow(theta[tr, tr], theta[tr, tr], y_train, times, learning_rate, noise=noise,
-                              diag_reg=diag_reg)
+        # the training points' own predictions: the same train kernel, so the same eigenvectors
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IllConditionedKernelWarning)   # already said for the test points
+            train = gradient_flow(theta[tr, tr], theta[tr, tr], y_train, times, learning_rate, noise=noise,
+                                  diag_reg=diag_reg, eig=flow.eigen)
         flow_mean, flow_cov, train_mean, cond = flow.mean, flow.cov, train.mean, flow.condition
     pred = Prediction(kernel=kernel, times=times, mean=flow_mean,
                       variance=[None if c is None else np.diag(c).copy() for c in flow_cov],
