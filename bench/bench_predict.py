@@ -12,6 +12,7 @@ needs an eigendecomposition (finite times, conditioning), a few times the cost o
 import argparse
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,15 +39,12 @@ def main():
         x *= math.sqrt(64) / np.linalg.norm(x, axis=1, keepdims=True)
         n_train = int(0.8 * N)
         y = np.eye(10)[rng.integers(0, 10, N)]
-        folder = Path(__file__).resolve().parent
-        np.save(folder / "_bench_points.npy", x)
-        text = program(args.depth).replace('load("points.npy")', f'load("{folder / "_bench_points.npy"}")')
-        try:
+        with tempfile.TemporaryDirectory() as tmp:
+            np.save(Path(tmp) / "points.npy", x)
+            text = program(args.depth).replace('load("points.npy")', f'load("{Path(tmp) / "points.npy"}")')
             t0 = time.perf_counter()
             res = tensorprog.evaluate(text)
             t1 = time.perf_counter()
-        finally:
-            (folder / "_bench_points.npy").unlink()
         K, theta = res["NNGP"].value, res["NTK"].value
         t2 = time.perf_counter()
         predict_from_kernels(K, theta, n_train, y[:n_train], y[n_train:], times=(1.0, math.inf), kernel="ntk")
