@@ -16,6 +16,7 @@ Quadratures run at two orders and report the difference as the error estimate.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -445,15 +446,104 @@ def _gauss_hermite(integral, mean, cov, params, options):
     return results[-1], np.abs(results[-1] - results[0])
 
 
+# Permutations tried per grid point to put interchangeable variables in a canonical order; larger
+# symmetry groups are ordered by each variable's (mean, variance) only.
+MAX_CANONICAL_PERMUTATIONS = 120
+
+
+def interchangeable_classes(F, variables):
+    """Classes of variables that F does not tell apart: u_a ~ u_b when swapping them leaves F
+    unchanged (structurally, F(.., u_b, .., u_a, ..) == F), closed transitively, since the
+    transpositions (a b) and (b c) generate every permutation of {a, b, c}.  Classes of size >= 2,
+    as lists of positions."""
+    d = len(variables)
+    parent = list(range(d))
+
+    def root(k):
+        while parent[k] != k:
+            k = parent[k]
+        return k
+
+    for a in range(d):
+        for b in range(a + 1, d):
+            if root(a) != root(b) and \
+                    F.xreplace({variables[a]: variables[b], variables[b]: variables[a]}) == F:
+                parent[root(b)] = root(a)
+    classes = {}
+    for k in range(d):
+        classes.setdefault(root(k), []).append(k)
+    return [c for c in classes.values() if len(c) > 1]
+
+
+def _class_permutations(classes, d):
+    """Every permutation of range(d) that permutes within the classes (identity included)."""
+    perms = [list(range(d))]
+    for cls in classes:
+        grown = []
+        for order in itertools.permutations(cls):
+            for p in perms:
+                q = p[:]
+                for src, dst in zip(cls, order):
+                    q[src] = dst
+                grown.append(q)
+        perms = grown
+    return np.array(perms, dtype=np.intp)
+
+
+def canonical_order(mean, cov, classes):
+    """(mean, cov) with the variables of every class of interchangeable ones (see
+    ``interchangeable_classes``) permuted, per grid point, into the order whose key
+    (mean, cov flattened) is lexicographically smallest.  E F(u) is unchanged (F is invariant
+    under these permutations), and two grid points whose Gaussians differ only by such a
+    permutation (a kernel's (i, j) and (j, i)) become the same input, so Monte Carlo draws the
+    same samples for them in the same roles and gives them the same bits.  With more than
+    MAX_CANONICAL_PERMUTATIONS candidates, each class is sorted by (mean, variance) instead."""
+    if not classes:
+        return mean, cov
+    G, d = mean.shape
+    rows = np.arange(G)[:, None]
+    if math.prod(math.factorial(len(c)) for c in classes) > MAX_CANONICAL_PERMUTATIONS:
+        perm = np.tile(np.arange(d), (G, 1))
+        var = np.diagonal(cov, axis1=1, axis2=2)
+        for cls in classes:
+            cls = np.array(cls)
+            order = np.lexsort((var[:, cls], mean[:, cls]), axis=-1)
+            perm[:, cls] = cls[order]
+    else:
+        perms = _class_permutations(classes, d)
+        perm = np.tile(perms[0], (G, 1))
+        best_key = _order_key(mean, cov, perm)
+        for p in perms[1:]:
+            cand = np.tile(p, (G, 1))
+            key = _order_key(mean, cov, cand)
+            differ = key != best_key
+            first = np.argmax(differ, axis=1)
+            smaller = differ.any(axis=1) & (key[np.arange(G), first] < best_key[np.arange(G), first])
+            best_key = np.where(smaller[:, None], key, best_key)
+            perm = np.where(smaller[:, None], cand, perm)
+    return mean[rows, perm], cov[rows[:, :, None], perm[:, :, None], perm[:, None, :]]
+
+
+def _order_key(mean, cov, perm):
+    """(G, d + d^2): the means and the covariance of u_perm, flattened, per grid point."""
+    G = mean.shape[0]
+    rows = np.arange(G)[:, None]
+    permuted = cov[rows[:, :, None], perm[:, :, None], perm[:, None, :]]
+    return np.concatenate([mean[rows, perm], permuted.reshape(G, -1)], axis=1)
+
+
 def _monte_carlo(integral, mean, cov, params, options):
     """Monte Carlo with the counter-based normals of ``montecarlo.py`` (the same for every grid point):
-    numpy evaluation for small workloads, a generated parallel numba kernel for large ones."""
+    numpy evaluation for small workloads, a generated parallel numba kernel for large ones.
+    Interchangeable variables are put in a canonical order first (``canonical_order``), so that a
+    symmetric integrand's estimate is exactly symmetric in the grid points it is symmetric in."""
     from . import montecarlo
     from .codegen import HELPERS, NumbaPrinter
 
     F = Integrand(integral.integrand, integral.variables)
     n = int(options.get("samples", 1 << 20))
     seed = int(options.get("seed", 0))
+    mean, cov = canonical_order(mean, cov, interchangeable_classes(integral.integrand, integral.variables))
     if mean.shape[0] * n <= MC_NUMPY_MAX_WORK:
         return _monte_carlo_numpy(F, mean, _cholesky(cov, options.get("psd_slack", PSD_SLACK)), params, n, seed)
     names = {v: f"z{k}" for k, v in enumerate(integral.variables)}
