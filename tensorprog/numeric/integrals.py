@@ -29,6 +29,7 @@ from .. import nonlinearities as NL
 from ..limit.symbols import is_qref, qrefs_in
 from . import quadrature as Q
 from .npfuncs import compile_numpy
+from .singular import IntegrationError, linear_in, singular_points  # noqa: F401  (re-exported)
 
 NONSMOOTH = {"Max", "Min", "Heaviside", "DiracDelta"} | NL.NONSMOOTH_VIEW  # kinks: registry entries' `kinks`
 # The quadratures split at the zero of every function's (affine) argument, not only at kinks:
@@ -85,61 +86,13 @@ def _singular_offsets():
 MAX_NODES_PER_CHUNK = 4_000_000
 
 
-class IntegrationError(ValueError):
-    pass
-
-
 def nonsmooth_apps(F):
     return [f for f in F.atoms(sympy.Function) if type(f).__name__ in NONSMOOTH]
-
-
-def singular_points(F, variables):
-    """The integrable singularities of F: affine arguments t (in ``variables``) at whose zero F has
-    |t|^e (-1 < e < 0) or log|t|.  A power |t|^e with e <= -1 is not integrable in the direction
-    across t = 0 (one dimension, whatever the integral's dimension): IntegrationError."""
-    out = []
-    for p in F.atoms(sympy.Pow):
-        base, e = p.base, p.exp
-        while isinstance(base, sympy.Pow) and base.exp.is_number:  # (t^2)^(-1/2): |t|^-1
-            base, e = base.base, e * base.exp
-        while isinstance(base, sympy.Abs):
-            base = base.args[0]
-        if not (e.is_number and e.is_negative):
-            continue
-        lin = linear_in(base, variables)
-        if lin is None or all(c == 0 for c in lin[0]):
-            continue
-        if e <= -1:
-            what = "diverges" if (e.is_integer and e.is_even) or isinstance(p.base, sympy.Abs) else \
-                "is undefined (a principal value at best)"
-            raise IntegrationError(f"the Gaussian expectation of {p} {what}: its singularity at "
-                                   f"{base} = 0 is not integrable (|t|^{e} with {e} <= -1)")
-        out.append(base)
-    for f in F.atoms(sympy.log):
-        arg = f.args[0]
-        while isinstance(arg, (sympy.Abs, sympy.Pow)):
-            arg = arg.args[0]
-        lin = linear_in(arg, variables)
-        if lin is not None and any(c != 0 for c in lin[0]):
-            out.append(arg)
-    return out
 
 
 def breakpoint_apps(F):
     """Function applications whose argument's zero is a breakpoint of the quadrature."""
     return [f for f in F.atoms(sympy.Function) if not is_qref(f)]
-
-
-def linear_in(expr, variables):
-    """(alpha list, beta) with expr = sum alpha_k u_k + beta, constants free of u; None if not affine."""
-    poly = expr.as_poly(*variables) if expr.free_symbols & set(variables) else None
-    if poly is None:
-        return None if expr.free_symbols & set(variables) else ([0] * len(variables), expr)
-    if poly.total_degree() > 1:
-        return None
-    alpha = [poly.coeff_monomial(v) for v in variables]
-    beta = poly.coeff_monomial(1)
-    return alpha, beta
 
 
 def is_separable(F, variables):
@@ -186,14 +139,15 @@ def choose_method(integral, grid_info, requested="auto"):
     d = integral.dim
     F = integral.integrand
     smooth = not nonsmooth_apps(F)
+    # refuses non-integrable singularities before any method runs (Monte Carlo included: its
+    # sample mean is finite and meaningless there); integrable ones need the quadrature split at
+    # them (a Hermite series or Gauss-Hermite rule does not converge there)
+    if singular_points(F, integral.variables):
+        smooth = False
     if requested == "mc":
         return "mc"
     if requested == "closed":
         raise IntegrationError("has no closed form (run with --method auto, quad, series or mc)")
-    # refuses non-integrable singularities before any method runs; integrable ones need the
-    # quadrature split at them (a Hermite series or Gauss-Hermite rule does not converge there)
-    if singular_points(F, integral.variables):
-        smooth = False
     series = grid_info.get("series_ok") and smooth
     if d == 1:
         # The Hermite diagonal sum_k c_k(f) c_k(g): its rows f(sqrt(a_i) z) are those of the
@@ -429,8 +383,11 @@ def _nested(integral, mean, cov, params, options):
                 z = np.concatenate([np.repeat(z, zk.shape[-1], axis=1), zk.reshape(zk.shape[0], -1, 1)], axis=2)
                 w = (w[..., None] * wk).reshape(w.shape[0], -1)
             u = mean[sl, None, :] + np.einsum("gij,gqj->gqi", L[sl], z)
-            f = F([u[..., i] for i in range(d)], [pp[sl, None] for pp in params.T])
-            val[sl] = np.sum(w * f, axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                f = F([u[..., i] for i in range(d)], [pp[sl, None] for pp in params.T])
+            # zero-width pieces (coinciding breakpoints) put weight-0 nodes on a breakpoint, where
+            # a removable singularity (sin(t)/t) evaluates to nan: they contribute nothing
+            val[sl] = np.sum(np.where(w != 0, w * f, 0.0), axis=1)
         results.append(val)
     return results[-1], np.abs(results[-1] - results[0])
 
