@@ -65,3 +65,76 @@ def test_closed_form_values():
     assert abs(float(tensorprog.evaluate(_prog("log(abs(x))"))["s"].value) + (gamma + math.log(2)) / 2) < 1e-14
     assert abs(float(tensorprog.evaluate(_prog("abs(x)^(-1/2)"))["s"].value)
                - math.gamma(0.25) / (2 ** 0.25 * math.sqrt(math.pi))) < 1e-14
+
+
+# ---------------------------------------------------------------------------------------------
+# The order of the integrand at the singular point, not the power alone, decides (issue 18):
+# F ~ c |t|^nu near t = 0 with nu = (power) + (order of the zero of the prefactor) is integrable iff
+# nu > -1.  Odd integrands used to get 0 from the parity rule even when divergent.
+
+@pytest.mark.parametrize("expr,word", [
+    ("tanh(x) * x^-4", "undefined"),      # ~ x^-3, odd: was 0 by parity
+    ("tanh(x) * x^-2", "undefined"),      # ~ 1/x: not absolutely integrable, a principal value at best
+    ("1/tanh(x)", "undefined"),           # a pole of 1/tanh at tanh's zero
+    ("sin(x)^2 * x^-3", "undefined"),     # ~ 1/x
+    ("gelu(x) * x^-2", "undefined"),      # gelu(x) ~ x/2
+    ("sigmoid(x) / x", "undefined"),      # sigmoid(0) = 1/2 != 0
+    ("tanh(x)^2 * x^-4", "diverges"),     # ~ x^-2, even
+    ("log(abs(x)) / x", "undefined"),     # |t|^-1 log|t|
+])
+def test_net_order_at_least_one_is_refused(expr, word):
+    with pytest.raises(TPError) as e:
+        tensorprog.evaluate(_prog(expr))
+    msg = str(e.value)
+    assert word in msg and "not integrable" in msg and ":2:" in msg and "u0 = 0" in msg
+
+
+def test_refused_by_cli_and_by_monte_carlo(tmp_path):
+    p = tmp_path / "s.tp"
+    p.write_text(_prog("tanh(x) * x^-4"))
+    r = subprocess.run([sys.executable, "-m", "tensorprog", "eval", str(p)], capture_output=True, text=True)
+    assert r.returncode == 2 and "not integrable" in r.stderr and "Traceback" not in r.stderr
+    # a sample mean of a divergent integrand is a finite number: Monte Carlo refuses it too
+    with pytest.raises(TPError, match="diverges"):
+        tensorprog.evaluate(_prog("x^-2"), method="mc", samples=1000)
+
+
+def _mp_truth(f, var=1):
+    """E f(x), x ~ N(0, var), by 30-digit mpmath quadrature split at 0."""
+    mpmath.mp.dps = 30
+    s = mpmath.sqrt(var)
+    g = lambda x: mpmath.exp(-x * x / (2 * var)) / (s * mpmath.sqrt(2 * mpmath.pi))  # noqa: E731
+    return float(mpmath.quad(lambda x: f(x) * g(x), [-mpmath.inf, -s, 0, s, mpmath.inf]))
+
+
+FINITE = [
+    ("tanh(x)^2 * x^-2", lambda x: (mpmath.tanh(x) / x) ** 2),       # ~ 1 near 0
+    ("sin(x) * x^-1", lambda x: mpmath.sin(x) / x),                  # removable
+    ("tanh(x) / x", lambda x: mpmath.tanh(x) / x),
+    ("erf(x) * x^-1", lambda x: mpmath.erf(x) / x),
+    ("cos(x) * tanh(x)^4 * x^-3", lambda x: mpmath.cos(x) * mpmath.tanh(x) ** 4 / x ** 3),  # odd, ~ x
+    ("tanh(x)^2 * abs(x)^(-5/2)", lambda x: mpmath.tanh(x) ** 2 * abs(x) ** -2.5),          # ~ |x|^-1/2
+]
+
+
+@pytest.mark.parametrize("expr,f", FINITE)
+def test_finite_net_order_is_integrated(expr, f):
+    out = tensorprog.evaluate(_prog(expr))["s"]
+    truth = _mp_truth(f)
+    err = abs(float(out.value) - truth)
+    assert err <= 1e-8 and err <= float(out.error) + 1e-15, (out.value, truth, out.error)
+
+
+def test_sinc_closed_form():
+    # E[sin x / x] = int_0^1 E cos(a x) da = int_0^1 exp(-a^2/2) da = sqrt(pi/2) erf(1/sqrt 2)
+    out = tensorprog.evaluate(_prog("sin(x) * x^-1"))["s"]
+    assert abs(float(out.value) - math.sqrt(math.pi / 2) * math.erf(1 / math.sqrt(2))) < 1e-12
+
+
+def test_removable_singularity_in_two_dimensions():
+    """y = x + w, w = W x independent of x in the limit: E[y^2 sin(w)/w] = E[x^2] E[sin w / w] +
+    E[w sin w] = sqrt(pi/2) erf(1/sqrt 2) + exp(-1/2) (E[w sin w] = E[cos w] by Stein)."""
+    src = "vector x ~ N(0, 1)\nmatrix W ~ N(0, 1/n)\ny = W @ x + x\nout s = mean(sin(y - x) * (y - x)^-1 * y^2)\n"
+    out = tensorprog.evaluate(src)["s"]
+    truth = math.sqrt(math.pi / 2) * math.erf(1 / math.sqrt(2)) + math.exp(-0.5)
+    assert abs(float(out.value) - truth) <= max(float(out.error), 1e-14) and float(out.error) < 1e-9

@@ -16,6 +16,7 @@ Quadratures run at two orders and report the difference as the error estimate.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -28,6 +29,7 @@ from .. import nonlinearities as NL
 from ..limit.symbols import is_qref, qrefs_in
 from . import quadrature as Q
 from .npfuncs import compile_numpy
+from .singular import IntegrationError, linear_in, singular_points  # noqa: F401  (re-exported)
 
 NONSMOOTH = {"Max", "Min", "Heaviside", "DiracDelta"} | NL.NONSMOOTH_VIEW  # kinks: registry entries' `kinks`
 # The quadratures split at the zero of every function's (affine) argument, not only at kinks:
@@ -84,61 +86,13 @@ def _singular_offsets():
 MAX_NODES_PER_CHUNK = 4_000_000
 
 
-class IntegrationError(ValueError):
-    pass
-
-
 def nonsmooth_apps(F):
     return [f for f in F.atoms(sympy.Function) if type(f).__name__ in NONSMOOTH]
-
-
-def singular_points(F, variables):
-    """The integrable singularities of F: affine arguments t (in ``variables``) at whose zero F has
-    |t|^e (-1 < e < 0) or log|t|.  A power |t|^e with e <= -1 is not integrable in the direction
-    across t = 0 (one dimension, whatever the integral's dimension): IntegrationError."""
-    out = []
-    for p in F.atoms(sympy.Pow):
-        base, e = p.base, p.exp
-        while isinstance(base, sympy.Pow) and base.exp.is_number:  # (t^2)^(-1/2): |t|^-1
-            base, e = base.base, e * base.exp
-        while isinstance(base, sympy.Abs):
-            base = base.args[0]
-        if not (e.is_number and e.is_negative):
-            continue
-        lin = linear_in(base, variables)
-        if lin is None or all(c == 0 for c in lin[0]):
-            continue
-        if e <= -1:
-            what = "diverges" if (e.is_integer and e.is_even) or isinstance(p.base, sympy.Abs) else \
-                "is undefined (a principal value at best)"
-            raise IntegrationError(f"the Gaussian expectation of {p} {what}: its singularity at "
-                                   f"{base} = 0 is not integrable (|t|^{e} with {e} <= -1)")
-        out.append(base)
-    for f in F.atoms(sympy.log):
-        arg = f.args[0]
-        while isinstance(arg, (sympy.Abs, sympy.Pow)):
-            arg = arg.args[0]
-        lin = linear_in(arg, variables)
-        if lin is not None and any(c != 0 for c in lin[0]):
-            out.append(arg)
-    return out
 
 
 def breakpoint_apps(F):
     """Function applications whose argument's zero is a breakpoint of the quadrature."""
     return [f for f in F.atoms(sympy.Function) if not is_qref(f)]
-
-
-def linear_in(expr, variables):
-    """(alpha list, beta) with expr = sum alpha_k u_k + beta, constants free of u; None if not affine."""
-    poly = expr.as_poly(*variables) if expr.free_symbols & set(variables) else None
-    if poly is None:
-        return None if expr.free_symbols & set(variables) else ([0] * len(variables), expr)
-    if poly.total_degree() > 1:
-        return None
-    alpha = [poly.coeff_monomial(v) for v in variables]
-    beta = poly.coeff_monomial(1)
-    return alpha, beta
 
 
 def is_separable(F, variables):
@@ -185,14 +139,15 @@ def choose_method(integral, grid_info, requested="auto"):
     d = integral.dim
     F = integral.integrand
     smooth = not nonsmooth_apps(F)
+    # refuses non-integrable singularities before any method runs (Monte Carlo included: its
+    # sample mean is finite and meaningless there); integrable ones need the quadrature split at
+    # them (a Hermite series or Gauss-Hermite rule does not converge there)
+    if singular_points(F, integral.variables):
+        smooth = False
     if requested == "mc":
         return "mc"
     if requested == "closed":
         raise IntegrationError("has no closed form (run with --method auto, quad, series or mc)")
-    # refuses non-integrable singularities before any method runs; integrable ones need the
-    # quadrature split at them (a Hermite series or Gauss-Hermite rule does not converge there)
-    if singular_points(F, integral.variables):
-        smooth = False
     series = grid_info.get("series_ok") and smooth
     if d == 1:
         # The Hermite diagonal sum_k c_k(f) c_k(g): its rows f(sqrt(a_i) z) are those of the
@@ -428,8 +383,11 @@ def _nested(integral, mean, cov, params, options):
                 z = np.concatenate([np.repeat(z, zk.shape[-1], axis=1), zk.reshape(zk.shape[0], -1, 1)], axis=2)
                 w = (w[..., None] * wk).reshape(w.shape[0], -1)
             u = mean[sl, None, :] + np.einsum("gij,gqj->gqi", L[sl], z)
-            f = F([u[..., i] for i in range(d)], [pp[sl, None] for pp in params.T])
-            val[sl] = np.sum(w * f, axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                f = F([u[..., i] for i in range(d)], [pp[sl, None] for pp in params.T])
+            # zero-width pieces (coinciding breakpoints) put weight-0 nodes on a breakpoint, where
+            # a removable singularity (sin(t)/t) evaluates to nan: they contribute nothing
+            val[sl] = np.sum(np.where(w != 0, w * f, 0.0), axis=1)
         results.append(val)
     return results[-1], np.abs(results[-1] - results[0])
 
@@ -445,15 +403,104 @@ def _gauss_hermite(integral, mean, cov, params, options):
     return results[-1], np.abs(results[-1] - results[0])
 
 
+# Permutations tried per grid point to put interchangeable variables in a canonical order; larger
+# symmetry groups are ordered by each variable's (mean, variance) only.
+MAX_CANONICAL_PERMUTATIONS = 120
+
+
+def interchangeable_classes(F, variables):
+    """Classes of variables that F does not tell apart: u_a ~ u_b when swapping them leaves F
+    unchanged (structurally, F(.., u_b, .., u_a, ..) == F), closed transitively, since the
+    transpositions (a b) and (b c) generate every permutation of {a, b, c}.  Classes of size >= 2,
+    as lists of positions."""
+    d = len(variables)
+    parent = list(range(d))
+
+    def root(k):
+        while parent[k] != k:
+            k = parent[k]
+        return k
+
+    for a in range(d):
+        for b in range(a + 1, d):
+            if root(a) != root(b) and \
+                    F.xreplace({variables[a]: variables[b], variables[b]: variables[a]}) == F:
+                parent[root(b)] = root(a)
+    classes = {}
+    for k in range(d):
+        classes.setdefault(root(k), []).append(k)
+    return [c for c in classes.values() if len(c) > 1]
+
+
+def _class_permutations(classes, d):
+    """Every permutation of range(d) that permutes within the classes (identity included)."""
+    perms = [list(range(d))]
+    for cls in classes:
+        grown = []
+        for order in itertools.permutations(cls):
+            for p in perms:
+                q = p[:]
+                for src, dst in zip(cls, order):
+                    q[src] = dst
+                grown.append(q)
+        perms = grown
+    return np.array(perms, dtype=np.intp)
+
+
+def canonical_order(mean, cov, classes):
+    """(mean, cov) with the variables of every class of interchangeable ones (see
+    ``interchangeable_classes``) permuted, per grid point, into the order whose key
+    (mean, cov flattened) is lexicographically smallest.  E F(u) is unchanged (F is invariant
+    under these permutations), and two grid points whose Gaussians differ only by such a
+    permutation (a kernel's (i, j) and (j, i)) become the same input, so Monte Carlo draws the
+    same samples for them in the same roles and gives them the same bits.  With more than
+    MAX_CANONICAL_PERMUTATIONS candidates, each class is sorted by (mean, variance) instead."""
+    if not classes:
+        return mean, cov
+    G, d = mean.shape
+    rows = np.arange(G)[:, None]
+    if math.prod(math.factorial(len(c)) for c in classes) > MAX_CANONICAL_PERMUTATIONS:
+        perm = np.tile(np.arange(d), (G, 1))
+        var = np.diagonal(cov, axis1=1, axis2=2)
+        for cls in classes:
+            cls = np.array(cls)
+            order = np.lexsort((var[:, cls], mean[:, cls]), axis=-1)
+            perm[:, cls] = cls[order]
+    else:
+        perms = _class_permutations(classes, d)
+        perm = np.tile(perms[0], (G, 1))
+        best_key = _order_key(mean, cov, perm)
+        for p in perms[1:]:
+            cand = np.tile(p, (G, 1))
+            key = _order_key(mean, cov, cand)
+            differ = key != best_key
+            first = np.argmax(differ, axis=1)
+            smaller = differ.any(axis=1) & (key[np.arange(G), first] < best_key[np.arange(G), first])
+            best_key = np.where(smaller[:, None], key, best_key)
+            perm = np.where(smaller[:, None], cand, perm)
+    return mean[rows, perm], cov[rows[:, :, None], perm[:, :, None], perm[:, None, :]]
+
+
+def _order_key(mean, cov, perm):
+    """(G, d + d^2): the means and the covariance of u_perm, flattened, per grid point."""
+    G = mean.shape[0]
+    rows = np.arange(G)[:, None]
+    permuted = cov[rows[:, :, None], perm[:, :, None], perm[:, None, :]]
+    return np.concatenate([mean[rows, perm], permuted.reshape(G, -1)], axis=1)
+
+
 def _monte_carlo(integral, mean, cov, params, options):
     """Monte Carlo with the counter-based normals of ``montecarlo.py`` (the same for every grid point):
-    numpy evaluation for small workloads, a generated parallel numba kernel for large ones."""
+    numpy evaluation for small workloads, a generated parallel numba kernel for large ones.
+    Interchangeable variables are put in a canonical order first (``canonical_order``), so that a
+    symmetric integrand's estimate is exactly symmetric in the grid points it is symmetric in."""
     from . import montecarlo
     from .codegen import HELPERS, NumbaPrinter
 
     F = Integrand(integral.integrand, integral.variables)
     n = int(options.get("samples", 1 << 20))
     seed = int(options.get("seed", 0))
+    mean, cov = canonical_order(mean, cov, interchangeable_classes(integral.integrand, integral.variables))
     if mean.shape[0] * n <= MC_NUMPY_MAX_WORK:
         return _monte_carlo_numpy(F, mean, _cholesky(cov, options.get("psd_slack", PSD_SLACK)), params, n, seed)
     names = {v: f"z{k}" for k, v in enumerate(integral.variables)}
