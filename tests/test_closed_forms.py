@@ -15,6 +15,7 @@ from scipy import integrate, special
 
 from tensorprog.functions import Phi, gelu, relu, step
 from tensorprog.limit.closed_forms import SafeCorr, Zscore, closed_form_rules, gaussian_expectation
+from tensorprog.nonlinearities.rbf import rbf
 
 u, v, w = sympy.symbols("u v w", real=True)
 A, B, Cuv = sympy.symbols("a b c")
@@ -128,6 +129,7 @@ FUNCS = {
     "sin": (sympy.sin, np.sin),
     "cos": (sympy.cos, np.cos),
     "delta": (sympy.DiracDelta, None),
+    "rbf": (rbf, lambda x: np.exp(-x * x / 2)),      # its forms live in its registry entry
 }
 
 # (a, b, c): generic, negative correlation, rho = 0, rho near +1 and -1, identical, opposite,
@@ -155,7 +157,7 @@ def test_rule_listing_is_covered_by_these_tests():
     assert set(SINGLES) <= set(FUNCS) and set(sum(PAIRS, ())) <= set(FUNCS)
     assert {("relu", "relu"), ("step", "step"), ("relu", "step"), ("relu^2", "relu^2"),
             ("exp(-x^2)", "exp(-x^2)"), ("delta", "relu")} <= set(PAIRS)
-    assert len(PAIRS) == 26 and len(SINGLES) == 13
+    assert len(PAIRS) == 27 and len(SINGLES) == 14
     for name in ("Stein", "tilting", "conditioning", "independence"):
         assert name in closed_form_rules()
 
