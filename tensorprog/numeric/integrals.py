@@ -14,9 +14,10 @@ Method per integral (automatic, overridable with ``method=``):
 
 Error estimates: the one-dimensional quadrature and the Gauss-Hermite rule run at two orders and
 report their difference; the nested Gauss-Legendre rule runs at three (6, 10, 14 nodes per axis in
-2-D; 6, 9, 12 in 3-D: 1.28x and 1.19x the nodes of the former two orders) and, with r = |v3 - v2| / |v2 - v1|, reports 10 r |v3 - v2| when it clearly
-converges (r <= 0.2), else |v3 - v2| + |v2 - v1| (kinks, slow convergence), plus a rounding floor of
-1e-15 sum |w f|: within a few times the real error instead of 10^3-10^5 times it.
+2-D; 6, 9, 12 in 3-D: 1.28x and 1.19x the nodes of the former two orders) and, with
+r = |v3 - v2| / |v2 - v1|, reports 10 r |v3 - v2| when it clearly converges (r <= 0.2), else
+|v3 - v2| + |v2 - v1| (kinks, slow convergence), plus a rounding floor of 1e-15 sum |w f|: within a
+few times the real error instead of 10^3-10^5 times it.
 """
 from __future__ import annotations
 
