@@ -200,3 +200,36 @@ def test_deep_chains_from_the_issue_parse(expr):
     t0 = time.perf_counter()
     prog = tensorprog.parse(_mean_of(expr[5:-1]))
     assert time.perf_counter() - t0 < 10 and len(prog.outputs) == 1
+
+
+def test_nested_loop_total_is_projected_before_elaborating_bodies():
+    """The nested total is counted from the loop bounds before any body is elaborated: a 1000 x 1000
+    nest is refused after ~1000 bound evaluations, with the exact total at the refusal point.
+    Truth by hand: outer 1000 + inner 1000 per outer iteration passes 100,000 at the 99th inner
+    loop (1000 + 99 * 1000 = 100,000 is not above; the 100th makes 101,000)."""
+    with pytest.raises(TPError) as e:
+        tensorprog.parse(NESTED.format(L=1000))
+    msg = str(e.value)
+    assert ":4:" in msg and "in total" in msg and "101000" in msg
+
+
+def test_inner_bounds_depending_on_the_outer_variable_are_counted_exactly():
+    """for i in 1..L: for j in 1..i — the total is L + L(L+1)/2 (hand count): L = 447 is refused
+    (447 + 100,128 > 100,000)."""
+    src = """const L = {L}
+vector x[0][0] ~ N(0, 1)
+for i in 1..L:
+  for j in 1..i:
+    x[i][j] = x[0][0]
+out s = mean(x[0][0]*x[0][0])
+"""
+    with pytest.raises(TPError) as e:
+        tensorprog.parse(src.format(L=447))
+    assert "in total" in str(e.value)
+    # Shrinking bounds (j in i..10): the first outer iteration is the largest, so a projection from
+    # it (10 x 10 = 110) would refuse; the exact count is 10 + 55 = 65 <= 70 and the program parses.
+    shrinking = src.replace("for j in 1..i", "for j in i..L").format(L=10)
+    prog = tensorprog.parse(shrinking, limits={"unroll": 70})
+    assert len(prog.outputs) == 1
+    with pytest.raises(TPError):
+        tensorprog.parse(shrinking, limits={"unroll": 64})

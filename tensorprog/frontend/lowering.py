@@ -97,6 +97,7 @@ class Elaborator(Declarations, Outputs):
                 except _Poisoned:
                     self.poison(s)
                     continue
+                self._refuse_projected_unroll(s.body, bindings, scope)
                 for b in bindings:
                     self.stmts(s.body, scope.child(b))
                 continue
@@ -111,6 +112,45 @@ class Elaborator(Declarations, Outputs):
     def poison(self, s):
         for t in _targets(s):
             self.poisoned.add(t)
+
+    def _refuse_projected_unroll(self, body, bindings, scope):
+        """Fail fast on nested loops: before elaborating a loop body, count the iterations of the
+        range loops nested in it (their bounds only, evaluated per outer binding, no bodies) and
+        stop if the total would pass the unroll limit.  Exact, also for bounds that depend on an
+        outer loop variable; counting stops at the limit, so it costs at most `unroll` bound
+        evaluations.  A bound that cannot be evaluated here (a data-set loop, a name defined in the
+        body) abandons the projection: the running count in loop_bindings still applies."""
+        max_unroll = limits.current().unroll
+        if not any(isinstance(t, ast.ForBlock) for t in body):
+            return
+        total = self.unrolled
+        stack = [(body, scope.child(b)) for b in reversed(bindings)]
+        while stack:
+            stmts, sc = stack.pop()
+            for t in stmts:
+                if not isinstance(t, ast.ForBlock):
+                    continue
+                ranges = []
+                for lp in t.loops:
+                    if not isinstance(lp, ast.RangeLoop):
+                        return
+                    try:
+                        ctx = Ctx(sc, t.pos)
+                        lo, hi = self.int_value(lp.lo, ctx, "a loop bound"), self.int_value(lp.hi, ctx, "a loop bound")
+                    except (TPError, _Poisoned):
+                        return
+                    ranges.append((lp.var, range(hi, lo - 1, -1) if lp.reverse else range(lo, hi + 1)))
+                count = int(np.prod([float(r.stop - r.start) / r.step for _, r in ranges], dtype=np.float64))
+                total += count
+                if total > max_unroll:
+                    raise _UnrollLimit(error(t.loops[0].pos, f"the loops unroll to more than {max_unroll} "
+                                                             f"iterations in total (nested loops included): "
+                                                             f"{total} by this loop "
+                                                             f"(raise with --limit unroll=N)"))
+                if any(isinstance(u, ast.ForBlock) for u in t.body):
+                    combos = list(itertools.product(*(r for _, r in ranges)))
+                    for combo in reversed(combos):
+                        stack.append((t.body, sc.child({name: v for (name, _), v in zip(ranges, combo)})))
 
     def loop_bindings(self, loops, scope, ctx, family_ok=True):
         """All combinations of unrolled loop values (list of dicts); data-set loops bind an FVar."""
