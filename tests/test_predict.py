@@ -1,7 +1,6 @@
 """tensorprog.predict against a direct numpy implementation of the formulas written here
 (matrix exponential by scipy.linalg.expm, inverses by np.linalg.solve) at t in {0, 1, 10, inf}."""
 import math
-import warnings
 
 import numpy as np
 import pytest

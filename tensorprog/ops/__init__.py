@@ -2,7 +2,7 @@
 
 ``registry`` holds one :class:`~tensorprog.ops.registry.RuleTable` per interpretation (check,
 CSE key, derive, simulate, memory estimate, listing, readable names, graph edges); importing this
-package registers every builtin op's rules.  See notes/contrib_ops.md ("Add an instruction").
+package registers every builtin op's rules.  See docs/contributing.md ("Add an instruction").
 """
 from ..ir import core as _core  # noqa: F401  (the base records; core re-exports the op classes below)
 from .init import InitMatrix, InitScalar, InitVector
