@@ -6,7 +6,7 @@ Needs scikit-learn, for its copy of the UCI 8x8 digits (1,797 images, shipped in
 download): ``pip install "tensorprog[examples]"``. The images are scaled to [0, 1], centred by the
 training mean and normalised to norm sqrt(64); labels are one-hot (the predicted class is the
 largest output). The first ``--train`` images of a fixed shuffle train, the rest test. For each
-depth L (hidden layers) the program below gives the NNGP and NTK kernels over all 1,797 images at
+depth L (hidden layers) examples/mlp_ntk.tp gives the NNGP and NTK kernels over all 1,797 images at
 once; ``tensorprog.predict`` turns them into the t = infinity predictions: the NNGP posterior mean
 (noise 1e-6, a jitter) and the NTK gradient-flow limit (kernel regression with the NTK). Prints a
 markdown table (as in docs/predict.md) and, with ``--curve``, test accuracy against training-set size.
@@ -15,33 +15,26 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import numpy as np
 
 import tensorprog
 
-PROGRAM = """\
-# relu MLP with {L} hidden layers, NTK parametrization, sw2 = 2, sb2 = 0.1 (cf. examples/mlp_ntk.tp)
-const L = {L}, sw2 = 2.0, sb2 = 0.1
-data X = load("points.npy")
-matrix W[l] ~ N(0, sw2/n) for l in 2..L
-vector b[l] ~ N(0, sb2) for l in 2..L
-vector g[1][i] ~ N(0, sw2 * dot(X[i], X[i']) / dim(X) + sb2)
-vector v ~ N(0, sw2)
-for l in 2..L: g[l][i] = W[l] @ relu(g[l-1][i]) + b[l]
-dg[L][i] = v * relu'(g[L][i])
-for l in reversed(1..L-1): dg[l][i] = relu'(g[l][i]) * (W[l+1].T @ dg[l+1][i])
-out NNGP[i, j] = sw2 * mean(relu(g[L][i]) * relu(g[L][j])) + sb2
-out NTK[i, j] = (sw2 * mean(relu(g[L][i]) * relu(g[L][j])) + sb2
-                 + sum(mean(dg[l][i] * dg[l][j]) * (sw2 * mean(relu(g[l-1][i]) * relu(g[l-1][j])) + sb2)
-                       for l in 2..L)
-                 + mean(dg[1][i] * dg[1][j]) * (sw2 * dot(X[i], X[j]) / dim(X) + sb2))
-"""
+MLP_NTK = Path(__file__).resolve().parents[1] / "mlp_ntk.tp"
 
 
 def program(depth: int) -> str:
-    """The NNGP + NTK program of a relu MLP with ``depth`` hidden layers (depth >= 1)."""
-    return PROGRAM.format(L=depth)
+    """examples/mlp_ntk.tp (relu MLP, NTK parametrization, sw2 = 2, sb2 = 0.1; NNGP and NTK outputs)
+    with ``depth`` hidden layers, reading its points from points.npy (``predict`` provides them)."""
+    lines = []
+    for line in MLP_NTK.read_text().splitlines():
+        if line.startswith("const L = "):
+            line = line.replace("L = 3,", f"L = {int(depth)},")
+        elif line.startswith("data X = "):
+            line = 'data X = load("points.npy")'
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def digits(n_train: int, n_test: int | None = None, seed: int = 0):
