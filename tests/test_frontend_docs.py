@@ -95,7 +95,7 @@ def test_precedence_table_matches_grammar(doc):
 def test_statement_rules_have_sections(doc):
     rules = grammar_rules()
     decls = [r[:-len("_decl")] for r in rules if r.endswith("_decl")]
-    assert sorted(decls) == ["const", "data", "fn", "matrix", "out", "scalar", "vector", "width"]
+    assert sorted(decls) == ["const", "data", "fn", "matrix", "out", "param", "scalar", "vector", "width"]
     for kw in decls + ["for"]:
         assert re.search(rf"^### `{kw}`", doc, flags=re.M), kw
     assert "### Assignments" in doc

@@ -151,6 +151,13 @@ class VectorDecl(Node):
 
 
 @dataclass(frozen=True)
+class ParamDecl(Node):
+    """``param(rate = r) matrix ...`` / ``param vector ...``: the declared objects are trained."""
+    decl: Node       # the MatrixDecl or VectorDecl
+    options: tuple   # of (name, expr, position)
+
+
+@dataclass(frozen=True)
 class ScalarDecl(Node):
     bindings: tuple  # of (Target, expr)
     loops: tuple

@@ -12,7 +12,7 @@ from .. import functions as F
 from ..errors import error
 from ..ir.core import WIDTH, Axis, GaussianBlock, InitMatrix, InitScalar, InitVector, Kind
 from . import ast, limits
-from .scope import RESERVED, Ctx, UserFn, _children, _display, _Poisoned
+from .scope import RESERVED, Ctx, ParamInfo, UserFn, _children, _display, _Poisoned
 from .terms import DataT, ListT, MatT, Num, WidthT, kind_name, width_limit
 
 
@@ -113,6 +113,24 @@ class Declarations:
             raise error(pos, f"'{name}' is already defined (line {self.names[name].pos.line})")
         if F.builtin(name):
             raise error(pos, f"'{name}' is a builtin function")
+
+    def stmt_ParamDecl(self, s, scope):
+        """``param(rate = r) <matrix or vector declaration>``: declare, then mark every declared object trained."""
+        rate = sympy.S.One
+        for name, node, pos in s.options:
+            if name != "rate":
+                raise error(pos, f"unknown parameter option '{name}'; expected rate = <number or expression in n>")
+            t = self.expr(node, Ctx(scope, s.pos, data_only=True))
+            if not isinstance(t, (Num, WidthT)):
+                raise error(node.pos, f"a learning rate must be a number or depend on n, got {kind_name(t)}")
+            rate = sympy.sympify(t.v if isinstance(t, Num) else t.e)
+            if not _nonnegative(rate.subs(WIDTH, 1000)) or rate.subs(WIDTH, 1000) == 0:
+                raise error(node.pos, f"a learning rate must be positive, got {sympy.sstr(rate)}")
+        first = len(self.values)
+        getattr(self, "stmt_" + type(s.decl).__name__)(s.decl, scope)
+        for v in self.values[first:]:
+            if v.kind in (Kind.MATRIX, Kind.VECTOR):
+                self.params[v.id] = ParamInfo(v, rate, s.pos)
 
     def stmt_MatrixDecl(self, s, scope):
         ctx0 = Ctx(scope, s.pos)

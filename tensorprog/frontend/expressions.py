@@ -541,6 +541,22 @@ def _minmax(pick):
     return rule
 
 
+def _ntk(el, node, ctx):
+    from .grad import ntk_term
+    if ctx.data_only or ctx.fn_formals:
+        raise error(node.pos, "ntk(...) is not allowed here")
+    return ntk_term(el, node, [elaborate(el, a, ctx) for a in node.args], ctx)
+
+
+def _grad(el, node, ctx):
+    from .grad import grad_term
+    if ctx.data_only or ctx.fn_formals:
+        raise error(node.pos, "grad(...) is not allowed here")
+    if len(node.args) != 2:
+        raise error(node.pos, "grad takes a scalar family member and a vector: grad(f[i], x[i])")
+    return grad_term(el, node, [elaborate(el, a, ctx) for a in node.args], ctx)
+
+
 def _no_call(msg):
     def rule(el, node, ctx):
         raise error(node.pos, msg)
@@ -549,7 +565,7 @@ def _no_call(msg):
 
 _SPECIAL = {
     "mean": _mean, "dot": _dot, "norm": _norm, "len": _len, "dim": _dim, "delta": _delta, "sum": _sum,
-    "softmax": _softmax, "min": _minmax(sympy.Min), "max": _minmax(sympy.Max),
+    "softmax": _softmax, "min": _minmax(sympy.Min), "max": _minmax(sympy.Max), "ntk": _ntk, "grad": _grad,
     "N": _no_call("N(mean, covariance) can only follow '~' in a matrix or vector declaration"),
     "load": _no_call('load("file") is only allowed in a data declaration: data X = load("x.npy")'),
 }

@@ -65,6 +65,7 @@ class Elaborator(Declarations, Outputs):
         self.width_scalars = {}
         self.outs: dict[str, _OutBuilder] = {}
         self.blocks = []
+        self.params: dict = {}   # value id -> ParamInfo (`param` declarations)
         # iterations unrolled so far, nested loops included: the limit is on the total, not per loop
         self.unrolled = 0
 

@@ -268,6 +268,8 @@ _RULES = {
     "vector_shape": lambda pos, c: ("vector", pos, c[0]),
     "matrix_decl": _matrix_decl,
     "vector_decl": _vector_decl,
+    "param_decl": lambda pos, c: ast.ParamDecl(pos, c[1], tuple(c[0] or ())),
+    "param_opts": lambda pos, c: tuple(c),
     "scalar_decl": lambda pos, c: ast.ScalarDecl(pos, tuple(c[:-1]), c[-1] or ()),
     "out_decl": lambda pos, c: ast.OutDecl(pos, c[0], c[1], c[2] or ()),
     "assign": lambda pos, c: ast.Assign(pos, c[0], c[1], c[2] or ()),

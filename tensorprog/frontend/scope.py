@@ -13,7 +13,7 @@ from .limits import DEFAULT as DEFAULT_LIMITS
 from .terms import Num, kind_name
 
 RESERVED = {"n", "pi", "mean", "dot", "norm", "dim", "len", "sum", "softmax", "N", "load", "delta",
-            "min", "max"}
+            "min", "max", "ntk", "grad"}
 
 
 # Loops are unrolled at compile time; a bound this large is a mistake, not a network (the default of
@@ -42,6 +42,16 @@ class NameEntry:
     pos: object
     entries: dict = field(default_factory=dict)  # unrolled index tuple -> Value
     lines: dict = field(default_factory=dict)    # unrolled index tuple -> line of its definition
+
+
+@dataclass
+class ParamInfo:
+    """A trained parameter: an initial matrix or a member of a Gaussian block declared with ``param``;
+    ``rate``: its learning rate per standard coordinate (a number or an expression in n)."""
+
+    value: Value
+    rate: sympy.Expr
+    pos: object
 
 
 @dataclass

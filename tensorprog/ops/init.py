@@ -10,8 +10,8 @@ import sympy
 
 from ..errors import error
 from ..ir.core import WIDTH, GaussianBlock, Instr, Kind
-from .registry import (CHECK, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING, MEMORY, SIMULATE,
-                       SIMULATE_PREPARE, nothing)
+from .registry import (BACKWARD, CHECK, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING, MEMORY,
+                       SIMULATE, SIMULATE_PREPARE, nothing)
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,3 +211,6 @@ def _describe_init_scalar(ins: InitScalar, arg_text, show):
 
 DESCRIBE.register(InitMatrix, InitVector)(nothing)
 EDGES.register(InitMatrix, InitVector, InitScalar)(lambda ins: ())
+# reverse mode stops at the initial objects: a trained parameter's gradient is read off its adjoint
+# (vectors) or its recorded uses (matrices) by the NTK (frontend/grad.py)
+BACKWARD.register(InitMatrix, InitVector, InitScalar)(nothing)

@@ -14,8 +14,8 @@ import numpy as np
 import sympy
 
 from ..ir.core import Arg, Instr, Kind, Value
-from .registry import (CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING, MEMORY,
-                       SIMULATE, SIMULATE_PREPARE, nothing)
+from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING,
+                       MEMORY, SIMULATE, SIMULATE_PREPARE, nothing)
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,3 +171,17 @@ def _describe_matmul(ins: MatMul, arg_text, show):
 @EDGES.register(MatMul)
 def _edges_matmul(ins: MatMul):
     return ((ins.matrix, "matrix^T" if ins.transposed else "matrix"), (ins.arg.value, "arg"))
+
+
+# ---------------------------------------------------------------------- reverse mode
+
+@BACKWARD.register(MatMul)
+def _backward_matmul(bw, ins: MatMul):
+    """h = W x: xbar += W^T hbar, and df/dW = (hbar / n) x^T, recorded as the use (left hbar, right x);
+    h = W^T y: ybar += W hbar, df/dW = y (hbar / n)^T, the use (left y, right hbar)."""
+    hbar = bw.vector_adjoint(ins.out)
+    if hbar is None:
+        return
+    x = bw.arg_leaf(ins.arg)
+    bw.add(x, bw.matmul(ins.matrix, hbar, not ins.transposed, ins))
+    bw.use(ins.matrix, (x, hbar) if ins.transposed else (hbar, x))

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..ir.core import Kind
 from . import coordinatewise as cw
-from .registry import CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SIMULATE, SIMULATE_PREPARE
+from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SIMULATE,
+                       SIMULATE_PREPARE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,3 +57,17 @@ def _describe_moment(ins: Moment, arg_text, show):
 
 
 EDGES.register(Moment)(cw.edges)
+
+
+@BACKWARD.register(Moment)
+def _backward_moment(bw, ins: Moment):
+    """s = (1/(rho n)) sum_alpha phi(x_alpha; p): xbar_j += sbar dphi/dx_j / rho, pbar_m += sbar mean(dphi/dp_m)."""
+    sbar = bw.scalar_adjoint(ins.out)
+    if sbar is None:
+        return
+    phi, vectors, scalars = bw.substituted(ins)
+    rho = bw.rho(ins.vec_args[0].value) if ins.vec_args else 1
+    for x in vectors:
+        bw.add(x, sbar * bw.diff(phi, x, ins) / rho)
+    for p in scalars:
+        bw.add(p, sbar * bw.moment(bw.diff(phi, p, ins), ins))

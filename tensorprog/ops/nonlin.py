@@ -8,7 +8,8 @@ import numpy as np
 
 from ..ir.core import Kind
 from . import coordinatewise as cw
-from .registry import CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SIMULATE, SIMULATE_PREPARE
+from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SIMULATE,
+                       SIMULATE_PREPARE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,3 +51,17 @@ MEMORY.register(Nonlin)(cw.memory)
 LISTING.register(Nonlin)(cw.listing)
 DESCRIBE.register(Nonlin)(cw.describe_body)
 EDGES.register(Nonlin)(cw.edges)
+
+
+@BACKWARD.register(Nonlin)
+def _backward_nonlin(bw, ins: Nonlin):
+    """y = phi(x_1, ..., x_k; p): xbar_j += ybar dphi/dx_j, pbar_m += rho mean(ybar dphi/dp_m)
+    (adjoints xbar = n df/dx of vectors of width rho n, pbar = df/dp of scalars)."""
+    ybar = bw.vector_adjoint(ins.out)
+    if ybar is None:
+        return
+    phi, vectors, scalars = bw.substituted(ins)
+    for x in vectors:
+        bw.add(x, ybar * bw.diff(phi, x, ins))
+    for p in scalars:
+        bw.add(p, bw.rho(ins.out) * bw.moment(ybar * bw.diff(phi, p, ins), ins))

@@ -2,8 +2,8 @@
 
 An *interpretation* of a program (type checking, the limit derivation, finite-width simulation,
 its memory estimate, the listing, readable names, the front end's hash-consing keys, the dataflow
-graph) is a :class:`RuleTable`: a dict from instruction class to the function implementing the
-instruction under that interpretation.  Each op registers its own rules in its module under
+graph, reverse-mode differentiation) is a :class:`RuleTable`: a dict from instruction class to the
+function implementing the instruction under that interpretation.  Each op registers its own rules in its module under
 ``tensorprog/ops/`` (``@SIMULATE.register(MatMul)``), and each interpretation is one short loop
 (:func:`interpret`) that dispatches through its table and reports a failure at the failing
 instruction's source position.
@@ -54,10 +54,12 @@ LISTING = RuleTable("listing", "ins -> the body of its line in the program listi
 DESCRIBE = RuleTable("describe", "(ins, arg_text, show) -> readable text (arg_text(arg, show) names an argument), "
                                   "or None for the value's own name")
 EDGES = RuleTable("edges", "ins -> iterable of (input value, role) for the dataflow graph")
+BACKWARD = RuleTable("backward", "(bw, ins) -> None; reverse mode: adds the contributions of ins.out's adjoint "
+                                 "to its inputs' adjoints (frontend/grad.py)")
 
 #: Every interpretation an instruction class must have a rule for.  (CSE_KEY only for ops the front
 #: end shares, GAUSSIAN_MEAN / GAUSSIAN_COV only for ops whose derive rule creates Gaussian atoms.)
-INTERPRETATIONS = (CHECK, DERIVE, SIMULATE_PREPARE, SIMULATE, MEMORY, LISTING, DESCRIBE, EDGES)
+INTERPRETATIONS = (CHECK, DERIVE, SIMULATE_PREPARE, SIMULATE, MEMORY, LISTING, DESCRIBE, EDGES, BACKWARD)
 
 
 def interpret(table: RuleTable, instructions, owner, *extra, errors=(), message=None):

@@ -6,7 +6,8 @@ from typing import ClassVar
 
 from ..ir.core import Kind
 from . import coordinatewise as cw
-from .registry import CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SIMULATE, SIMULATE_PREPARE
+from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SIMULATE,
+                       SIMULATE_PREPARE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,3 +43,14 @@ def _memory_scalar_fn(sim, ins: ScalarFn, nbytes, sizes, born):
 LISTING.register(ScalarFn)(cw.listing)
 DESCRIBE.register(ScalarFn)(cw.describe_body)
 EDGES.register(ScalarFn)(cw.edges)
+
+
+@BACKWARD.register(ScalarFn)
+def _backward_scalar_fn(bw, ins: ScalarFn):
+    """s = F(p_1, ..., p_m): pbar_j += sbar dF/dp_j."""
+    sbar = bw.scalar_adjoint(ins.out)
+    if sbar is None:
+        return
+    phi, _, scalars = bw.substituted(ins)
+    for p in scalars:
+        bw.add(p, sbar * bw.diff(phi, p, ins))

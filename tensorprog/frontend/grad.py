@@ -1,0 +1,333 @@
+"""The compiler writes the backward pass: reverse-mode differentiation of a program, and its NTK.
+
+For a scalar family f[i] (one member per input) the backward pass is emitted as ordinary IR
+instructions (Nonlin, Moment, MatMul by W^T), so the limit pass derives it like a hand-written one
+and finds every correction term (Zdot) of the transposes itself.  The adjoints are scaled to have
+coordinates of size O(1) when f is an average (a Moment)::
+
+    xbar = n df/dx       for a vector x (width rho n),        sbar = df/ds   for a scalar s,
+
+and each instruction kind contributes through its BACKWARD rule (tensorprog/ops/*):
+``y = phi(x; p)``: xbar += ybar dphi/dx, pbar += rho mean(ybar dphi/dp);  ``s = mean(phi(x; p))``:
+xbar += sbar dphi/dx / rho, pbar += sbar mean(dphi/dp);  ``s = F(p)``: pbar += sbar dF/dp;
+``h = W x``: xbar += W^T hbar (``h = W^T y``: ybar += W hbar).  The instructions of one adjoint are
+fused into one Nonlin, emitted once all of its contributions are known (reverse program order).
+
+The NTK (:func:`ntk_term`) of two members f[i], h[j] (of one family or two) is, with every trained
+parameter written as a fixed linear image of iid N(0, 1) coordinates theta (its *standard
+coordinates*) and trained at the rate declared with ``param(rate = ...)`` (default 1)::
+
+    ntk(f[i], h[j]) = n sum_theta rate_theta df_i/dtheta dh_j/dtheta,
+
+the kernel of the network output F = sqrt(n) f (the readout v.x/sqrt(n) = sqrt(n) mean(v x) of the
+NTK and standard parametrizations).  In adjoints it is a sum of Moments (docs/ntk.md):
+
+* matrix W (rows x cols = rho_r n x rho_c n, entries of variance s2(n)), one term per pair of uses
+  (u of f, u' of h), a use being (left, right) = (hbar, x) for h = W x and (y, hbar) for h = W^T y::
+
+      n s2 rate rho_r rho_c mean(left_u left'_u') mean(right_u right'_u');
+
+* a Gaussian block of vectors p_1, ..., p_m (width rho n, covariance C_kl)::
+
+      rate rho sum_kl mean(pbar_k pbar'_l) C_kl(i, j)
+
+  (an input layer g[i] ~ N(0, K(i, i')) is such a block: its standard coordinates are the weights
+  and bias of the layer, and the term is mean(gbar gbar') K(i, j)).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import sympy
+
+from ..errors import error
+from ..ir.core import PARAMS, VEC_ARGS, WIDTH, Arg, AxisRef, InitMatrix, InitVector, Kind, Nonlin
+from ..ops.moment import Moment
+from ..ops.registry import BACKWARD, CSE_KEY
+from .scope import Ctx, FVar, Scope
+from .terms import DataT, MatT, Num, VecT, WidthT, width_limit
+
+
+class Backward:
+    """The backward pass of one scalar family ``f``: adjoints of every value f depends on."""
+
+    def __init__(self, el, f, pos):
+        self.el, self.f, self.pos = el, f, pos
+        self.names = tuple(f"@{f.id}.{p}" for p in range(len(f.axes)))
+        self.ctx = Ctx(Scope(), pos)
+        self.ctx.fvars = [FVar(nm, ax, pos) for nm, ax in zip(self.names, f.axes)]
+        self.terms = defaultdict(list)     # value id -> contributions (sympy, over leaves)
+        self.adjoints = {}                 # vector value id -> leaf of its emitted adjoint
+        self.uses = defaultdict(list)      # matrix value id -> [(left leaf, right leaf)]
+        self.scalar = {}                   # scalar value id -> its adjoint (a sympy expression)
+        self.defining = {ins.out.id: ins for ins in el.instrs}
+        self._run()
+
+    # -------------------------------------------------------------- the interpreter loop
+
+    def _run(self):
+        el = self.el
+        cone = self._cone(self.defining)
+        self.terms[self.f.id].append(sympy.S.One)
+        for ins in reversed([ins for ins in el.instrs if ins.out.id in cone]):
+            self._check_members(ins)
+            BACKWARD.rule(ins)(self, ins)
+
+    def _cone(self, defining):
+        """Ids of the values f depends on (f included)."""
+        seen, stack = set(), [self.f.id]
+        while stack:
+            vid = stack.pop()
+            if vid in seen or vid not in defining:
+                continue
+            seen.add(vid)
+            stack.extend(v.id for v in defining[vid].inputs())
+        return seen
+
+    def _check_members(self, ins):
+        """f[i] may use the members i of families over its own data sets (and unindexed values)."""
+        own = tuple(AxisRef(p) for p in range(len(self.f.axes)))
+        if ins.out.axes and ins.out.axes != self.f.axes:
+            raise error(ins.pos, f"cannot differentiate '{self.f.name}' through '{ins.out.name}': it is a family "
+                                 f"over {', '.join(map(str, ins.out.axes))}, not over the data sets of "
+                                 f"'{self.f.name}' ({', '.join(map(str, self.f.axes)) or 'none'})")
+        for a in ins.args():
+            if a.value.axes and (a.index != own or ins.out.axes != self.f.axes):
+                raise error(ins.pos, f"cannot differentiate '{self.f.name}' through '{ins.out.name}': it uses "
+                                     f"{a} (another member of a family); gradients are taken member by member")
+
+    # -------------------------------------------------------------- the API of the BACKWARD rules
+
+    def leaf(self, value):
+        return self.el.leaf(value, self.names if value.axes else ())
+
+    def arg_leaf(self, arg):
+        return self.leaf(arg.value)
+
+    def value_of(self, leaf):
+        return self.el.leaf_of[leaf].value
+
+    def rho(self, value):
+        """The width of a vector as a multiple of n."""
+        return sympy.sympify(value.dim)
+
+    def add(self, leaf, term):
+        """One contribution to the adjoint of the value of ``leaf``."""
+        if term != 0:
+            self.terms[self.value_of(leaf).id].append(term)
+
+    def vector_adjoint(self, value):
+        """The leaf of xbar = n df/dx, emitted on first request (in reverse program order every use of x
+        has contributed by then), or None if it is 0.  An adjoint that does not depend on the member i
+        is an unindexed vector (e.g. the readout's v)."""
+        if value.id in self.adjoints:
+            return self.adjoints[value.id]
+        total = sympy.Add(*self.terms.pop(value.id, ()))
+        if total == 0:
+            leaf = None
+        elif total in self.el.leaf_of:
+            leaf = total                     # xbar is a value already (e.g. b + W x: bbar = hbar)
+        elif not any(self.value_of(s).kind == Kind.VECTOR for s in total.free_symbols if s in self.el.leaf_of):
+            leaf = self._emit_broadcast(total, value)
+        else:
+            name = f"d{self.f.name}/d{value.name}"
+            leaf = self.el.emit_cw(Nonlin, total, self.ctx, self._pos(value), name=name, dim=value.dim,
+                                   order=list(self.names))
+        self.adjoints[value.id] = leaf
+        return leaf
+
+    def _emit_broadcast(self, total, value):
+        """A vector adjoint whose coordinates are all equal (f = mean(x): xbar = 1): a Nonlin of x that
+        ignores its argument (a Nonlin takes its width from a vector argument)."""
+        el = self.el
+        pars = sorted((s for s in total.free_symbols if s in el.leaf_of), key=lambda s: el.leaf_of[s].value.id)
+        family = bool(value.axes) or any(el.leaf_of[s].value.axes for s in pars)
+        axes = self.f.axes if family else ()
+
+        def arg(v):
+            return Arg(v, tuple(AxisRef(p) for p in range(len(v.axes))))
+
+        vec_args, params = (arg(value),), tuple(arg(el.leaf_of[s].value) for s in pars)
+        fn = total.xreplace({s: PARAMS[k] for k, s in enumerate(pars)})
+        key = CSE_KEY[Nonlin](Nonlin, axes, fn=fn, vec_args=vec_args, params=params)
+        out = el.cse.get(key)
+        if out is None:
+            out = el.new_value(f"d{self.f.name}/d{value.name}", Kind.VECTOR, axes, value.dim)
+            el.instrs.append(Nonlin(out, self._pos(value), fn=fn, vec_args=vec_args, params=params))
+            el.cse[key] = out
+        return el.leaf(out, self.names if axes else ())
+
+    def _pos(self, value):
+        """An adjoint's instructions are listed at the statement that defined the forward value."""
+        ins = self.defining.get(value.id)
+        return ins.pos if ins is not None else self.pos
+
+    def scalar_adjoint(self, value):
+        """sbar = df/ds (a sympy expression over leaves), or None if 0."""
+        if value.id not in self.scalar:
+            self.scalar[value.id] = sympy.Add(*self.terms.pop(value.id, ()))
+        s = self.scalar[value.id]
+        return None if s == 0 else s
+
+    def substituted(self, ins):
+        """(the instruction's function of leaves, leaves of its distinct vector args, of its scalar args)."""
+        vecs = [self.arg_leaf(a) for a in ins.vec_args]
+        pars = [self.arg_leaf(a) for a in ins.params]
+        phi = ins.fn.xreplace({**{VEC_ARGS[k]: s for k, s in enumerate(vecs)},
+                               **{PARAMS[k]: s for k, s in enumerate(pars)}})
+        return phi, list(dict.fromkeys(vecs)), list(dict.fromkeys(pars))
+
+    def diff(self, phi, leaf, ins):
+        """d phi / d leaf, refused where the derivative is not a function (a Dirac delta)."""
+        d = sympy.diff(phi, leaf)
+        if d.has(sympy.DiracDelta):
+            raise error(ins.pos, f"cannot differentiate '{self.f.name}' through {self._readable(phi)}: its "
+                                 f"derivative with respect to '{self.value_of(leaf).name}' is a Dirac delta (step "
+                                 "or sign of a vector that carries gradient has no gradient)")
+        if d.has(sympy.Derivative, sympy.Subs):
+            raise error(ins.pos, f"cannot differentiate {self._readable(phi)}: its derivative is not known")
+        return d
+
+    def _readable(self, expr):
+        """``expr`` over leaves, with the program's names of the values."""
+        names = {s: sympy.Symbol(self.value_of(s).name) for s in expr.free_symbols if s in self.el.leaf_of}
+        return sympy.sstr(expr.xreplace(names))
+
+    def moment(self, expr, ins):
+        """The leaf of mean(expr) (a Moment over f's data sets), or the number itself."""
+        if not any(self.value_of(s).kind == Kind.VECTOR for s in expr.free_symbols if s in self.el.leaf_of):
+            return expr  # the average of a scalar is the scalar
+        return self.el.emit_cw(Moment, expr, self.ctx, ins.pos)
+
+    def matmul(self, matrix, leaf, transposed, ins):
+        """The leaf of W leaf (W^T leaf when ``transposed``)."""
+        value = self.value_of(leaf)
+        return self.el.emit_matmul(MatT(matrix, transposed), VecT(leaf, value.dim), self.ctx, ins.pos).e
+
+    def use(self, matrix, pair):
+        self.uses[matrix.id].append(pair)
+
+
+def backward(el, f, pos):
+    """The (cached) backward pass of the scalar family ``f``."""
+    cache = el.__dict__.setdefault("_backward", {})
+    if f.id not in cache:
+        cache[f.id] = Backward(el, f, pos)
+    return cache[f.id]
+
+
+# ------------------------------------------------------------------ the NTK
+
+
+class _At:
+    """Where a generated term's errors point."""
+
+    def __init__(self, pos):
+        self.pos = pos
+
+
+def _family_member(el, t, node, what):
+    """(value, index names) of ``f[i]``: one member of a scalar family, indexed by family indices."""
+    lf = el.leaf_of.get(t.e) if hasattr(t, "e") else None
+    if lf is None or lf.value.kind != what or not lf.value.axes or \
+            not all(isinstance(i, str) for i in lf.index) or len(set(lf.index)) != len(lf.index):
+        kind = "scalar" if what == Kind.SCALAR else "vector"
+        raise error(node.pos, f"expected one member of a {kind} family over data, e.g. f[i] (a name defined "
+                              f"with a data-set index)")
+    return lf.value, lf.index
+
+
+def ntk_term(el, node, args, ctx):
+    """The ScalT expression of ``ntk(f[i], h[j])`` (see the module docstring)."""
+    from .terms import ScalT
+    if len(args) != 2:
+        raise error(node.pos, f"ntk takes two members of scalar families, e.g. ntk(f[i], f[j]); got {len(args)} "
+                              "arguments")
+    (fa, ia), (fb, ib) = (_family_member(el, t, a, Kind.SCALAR) for t, a in zip(args, node.args))
+    if set(ia) & set(ib):
+        raise error(node.pos, f"ntk({fa.name}[...], {fb.name}[...]): give the two members different indices, "
+                              "e.g. ntk(f[i], f[j]) (the diagonal ntk(f[i], f[i]) is not supported yet)")
+    if not el.params:
+        raise error(node.pos, "ntk(...) needs trained parameters: mark the initial matrices and vectors the "
+                              "network trains with `param` (e.g. `param matrix W ~ N(0, 1/n)`)")
+    A, B = backward(el, fa, node.pos), backward(el, fb, node.pos)
+    at = _At(node.pos)
+
+    def rename(leaf, names):
+        """The same member, under the statement's index names."""
+        lf = el.leaf_of[leaf]
+        return el.leaf(lf.value, names if lf.value.axes else ())
+
+    def mean(x, y):
+        return el.emit_cw(Moment, x * y, ctx, node.pos)
+
+    def factor(expr, param):
+        lim = width_limit(expr) if expr.has(WIDTH) else expr
+        if lim is None or not lim.is_finite:
+            raise error(node.pos, f"the NTK term of the parameter '{param.value.name}' (line {param.pos.line}) "
+                                  f"grows with the width: its factor {sympy.sstr(expr)} diverges as n -> oo; "
+                                  f"its rate or the output's scale is wrong for this parametrization")
+        return el.as_scalar_leaf(WidthT(expr) if expr.has(WIDTH) else Num(expr), ctx, at)
+
+    total, touched = sympy.S.Zero, False
+    blocks = {}
+    for ins in el.instrs:
+        if isinstance(ins, InitVector) and ins.out.id in el.params:
+            blocks.setdefault(id(ins.block), (ins.block, []))[1].append(ins)
+    for ins in el.instrs:
+        param = el.params.get(ins.out.id)
+        if param is None or not isinstance(ins, InitMatrix):
+            continue
+        pairs = [(u, w) for u in A.uses.get(ins.out.id, ()) for w in B.uses.get(ins.out.id, ())]
+        if not pairs:
+            continue
+        touched = True
+        rows, cols = ins.out.dim
+        f = factor(WIDTH * ins.variance * param.rate * rows * cols, param)
+        for (la, ra), (lb, rb) in pairs:
+            total += f * mean(rename(la, ia), rename(lb, ib)) * mean(rename(ra, ia), rename(rb, ib))
+    for block, members in blocks.values():
+        param = el.params[members[0].out.id]
+        for ka in members:
+            abar = A.vector_adjoint(ka.out)
+            for kb in members:
+                bbar = B.vector_adjoint(kb.out)
+                if abar is None or bbar is None:
+                    continue
+                touched = True
+                cov = _cov_scalar(el, block, ka, kb, ia, ib, ctx, at)
+                if cov == 0:
+                    continue
+                f = factor(param.rate * sympy.sympify(ka.out.dim), param)
+                total += f * cov * mean(rename(abar, ia), rename(bbar, ib))
+    if not touched:
+        raise error(node.pos, f"'{fa.name}' and '{fb.name}' depend on no common trained parameter (`param`)")
+    return ScalT(total)
+
+
+def _cov_scalar(el, block, ka, kb, ia, ib, ctx, at):
+    """C_kl(i, j) = Cov(p_k[i], p_l[j]) as a number or a data leaf over the statement's indices."""
+    arr = block.cov(ka.member, kb.member)
+    tags = (tuple(ia) if ka.out.axes else ()) + (tuple(ib) if kb.out.axes else ())
+    if not tags:
+        return sympy.Float(float(arr))
+    if not arr.any():
+        return 0
+    return el.as_scalar_leaf(DataT(arr, tags), ctx, at)
+
+
+def grad_term(el, node, args, ctx):
+    """``grad(f[i], x[i])``: the vector n df_i/dx_i (the adjoint of x in f's backward pass)."""
+    fa, ia = _family_member(el, args[0], node.args[0], Kind.SCALAR)
+    t = args[1]
+    lf = el.leaf_of.get(t.e) if isinstance(t, VecT) else None
+    if lf is None or lf.value.kind != Kind.VECTOR:
+        raise error(node.args[1].pos, "grad(f[i], x) differentiates with respect to a vector of the program")
+    if lf.value.axes and tuple(lf.index) != tuple(ia):
+        raise error(node.args[1].pos, f"grad({fa.name}[...], x): x must be indexed like {fa.name}, "
+                                      f"as {lf.value.name}[{', '.join(ia)}]")
+    bw = backward(el, fa, node.pos)
+    leaf = bw.vector_adjoint(lf.value)
+    if leaf is None:
+        raise error(node.pos, f"'{fa.name}' does not depend on '{lf.value.name}': its gradient is 0")
+    return VecT(el.leaf(el.leaf_of[leaf].value, tuple(ia)), lf.value.dim)
