@@ -24,6 +24,28 @@ out NTK[i, j] = (sw2 * mean({phi}(g[L][i]) * {phi}(g[L][j])) + sb2
 """
 
 
+def ntk_mlp_program(phi, L, sw2, sb2, data, biases=True, rates=None):
+    """The forward network of :func:`mlp_program` with `param`s and ``ntk(f[i], f[j])`` instead of the
+    hand-written backward pass (docs/ntk.md); ``rates``: {'W', 'b', 'in', 'v'} -> rate expression text."""
+    r = rates or {}
+
+    def p(kind):
+        return f"param(rate = {r[kind]})" if kind in r else "param"
+    bias = sb2 if biases else 0
+    return f"""
+const L = {L}, sw2 = {sw2}, sb2 = {bias}
+data X = {data}
+{p('W')} matrix W[l] ~ N(0, sw2/n) for l in 2..L
+""" + (f"{p('b')} vector b[l] ~ N(0, sb2) for l in 2..L\n" if biases else "") + f"""
+{p('in')} vector g[1][i] ~ N(0, sw2 * dot(X[i], X[i']) / dim(X){' + sb2' if biases else ''})
+{p('v')} vector v ~ N(0, sw2)
+for l in 2..L: g[l][i] = W[l] @ {phi}(g[l-1][i]){' + b[l]' if biases else ''}
+f[i] = mean(v * {phi}(g[L][i]))
+out NNGP[i, j] = sw2 * mean({phi}(g[L][i]) * {phi}(g[L][j])) + sb2
+out NTK[i, j] = ntk(f[i], f[j]) + sb2
+"""
+
+
 def inline_data(points):
     """``points`` (an array of rows) as the literal of a data declaration."""
     return "[" + ", ".join("[" + ", ".join(repr(float(v)) for v in r) + "]" for r in points) + "]"

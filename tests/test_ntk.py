@@ -14,7 +14,7 @@ import pytest
 
 import tensorprog
 from gaussian_truths import erf_erf, erfp_erfp, relu_relu, step_step
-from mlp_truths import inline_data, mlp_program, mlp_recursion, on_pairs
+from mlp_truths import inline_data, mlp_program, mlp_recursion, ntk_mlp_program as generated_mlp, on_pairs
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 POINTS = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [2.0, 0.0, 0.0], [-1.0, 0.5, 0.3]])
@@ -28,33 +28,27 @@ def rel(a, b):
     return np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300))
 
 
-def generated_mlp(phi, L, sw2, sb2, data, biases=True, rates=None):
-    """The forward MLP of mlp_truths.mlp_program with `param`s and ntk(...) instead of the backward pass."""
-    r = rates or {}
-
-    def p(kind):
-        return f"param(rate = {r[kind]})" if kind in r else "param"
-    bias = sb2 if biases else 0
-    return f"""
-const L = {L}, sw2 = {sw2}, sb2 = {bias}
-data X = {data}
-{p('W')} matrix W[l] ~ N(0, sw2/n) for l in 2..L
-""" + (f"{p('b')} vector b[l] ~ N(0, sb2) for l in 2..L\n" if biases else "") + f"""
-{p('in')} vector g[1][i] ~ N(0, sw2 * dot(X[i], X[i']) / dim(X){' + sb2' if biases else ''})
-{p('v')} vector v ~ N(0, sw2)
-for l in 2..L: g[l][i] = W[l] @ {phi}(g[l-1][i]){' + b[l]' if biases else ''}
-f[i] = mean(v * {phi}(g[L][i]))
-out NNGP[i, j] = sw2 * mean({phi}(g[L][i]) * {phi}(g[L][j])) + sb2
-out NTK[i, j] = ntk(f[i], f[j]) + sb2
-"""
+@pytest.mark.parametrize("short,hand,names", [
+    ("ntk_mlp.tp", "mlp_ntk.tp", [("NTK", "NTK"), ("NNGP", "NNGP")]),
+    ("ntk_mlp_sp.tp", "mlp_relu.tp", [("NTK_SP", "NTK_SP")]),      # the 1/n terms vanish in the limit
+    ("ntk_rnn.tp", "rnn_ntk.tp", [("NTK_last", "NTK_last"), ("NTK_pool", "NTK_pool")]),
+    ("ntk_layernorm.tp", "layernorm.tp", [("K", "K")]),
+])
+def test_short_examples_equal_the_hand_written_ones(short, hand, names):
+    """examples/ntk_*.tp (forward pass + ntk(...)) against the examples whose NTK is written by hand:
+    mlp_ntk.tp (NTK parametrization), mlp_relu.tp (NTK_SP: standard parametrization with its 1/n
+    terms written out), rnn_ntk.tp (W, U, b shared over time: double sums over steps)."""
+    a = tensorprog.evaluate(tensorprog.parse(EXAMPLES / short))
+    b = tensorprog.evaluate(tensorprog.parse(EXAMPLES / hand))
+    for x, y in names:
+        assert rel(a[x].value, b[y].value) < 1e-12, x
 
 
-def test_generated_equals_the_hand_written_example():
-    """examples/mlp_ntk.tp writes the backward pass and the NTK by hand; the same forward network."""
-    hand = (EXAMPLES / "mlp_ntk.tp").read_text()
-    data = re.search(r"^data X = (.*)$", hand, flags=re.M).group(1)
-    gen = generated_mlp("relu", 3, 2.0, 0.1, data)
-    assert rel(value(gen, "NTK"), value(hand, "NTK")) < 1e-12
+def test_kernel_regime_backward_corrections_are_derived_zero():
+    """Gradient independence derived, not assumed: every Zdot of the generated backward passes is 0."""
+    for name in ("ntk_mlp.tp", "ntk_rnn.tp", "ntk_layernorm.tp"):
+        lim = tensorprog.derive(tensorprog.parse(EXAMPLES / name))
+        assert lim.zdot and not lim.nonzero_zdot(), name
 
 
 @pytest.mark.parametrize("phi,kernels", [
@@ -74,38 +68,6 @@ def test_tanh_generated_equals_hand_written():
     hand = mlp_program("tanh", L, sw2, sb2, inline_data(POINTS))
     got = value(generated_mlp("tanh", L, sw2, sb2, inline_data(POINTS)), "NTK")
     assert rel(got, value(hand, "NTK")) < 1e-12
-
-
-def test_standard_parametrization_rates_give_the_hand_written_ntk_sp():
-    """examples/mlp_relu.tp: NTK_SP with the 1/n terms (input layer, biases) written out; here the
-    rates of docs/ntk.md's table: 1/sw2 for W and the readout, vanishing for biases and input layer."""
-    hand = (EXAMPLES / "mlp_relu.tp").read_text()
-    data = re.search(r"^data X = (.*)$", hand, flags=re.M).group(1)
-    gen = generated_mlp("relu", 3, 2.0, 0.05, data,
-                        rates={"W": "1/sw2", "v": "1/sw2", "b": "1/(n*sb2)", "in": "1/n"})
-    gen = gen.replace("ntk(f[i], f[j]) + sb2", "ntk(f[i], f[j])")
-    assert rel(value(gen, "NTK"), value(hand, "NTK_SP")) < 1e-12
-
-
-def test_weight_shared_rnn_equals_hand_written():
-    """examples/rnn_ntk.tp: W, U, b shared over time (double sums over steps written by hand)."""
-    hand = (EXAMPLES / "rnn_ntk.tp").read_text()
-    head = hand[hand.index("const T"):hand.index("matrix W")]
-    gen = head + """
-param matrix W ~ N(0, sw2/n)
-param vector b ~ N(0, sb2)
-param vector u[t][s] ~ N(0, su2 * dot(S[s][t-1], S[s'][t'-1]) / dim(S)) for t in 1..T
-param vector v ~ N(0, sv2)
-g[1][s] = u[1][s] + b
-for t in 2..T: g[t][s] = W @ relu(g[t-1][s]) + u[t][s] + b
-fl[s] = mean(v * relu(g[T][s]))
-fp[s] = mean(v * sum(relu(g[t][s]) for t in 1..T)) / T
-out NTK_last[s, s2] = ntk(fl[s], fl[s2])
-out NTK_pool[s, s2] = ntk(fp[s], fp[s2])
-"""
-    a, b = tensorprog.evaluate(tensorprog.parse(gen)), tensorprog.evaluate(tensorprog.parse(hand))
-    for name in ("NTK_last", "NTK_pool"):
-        assert rel(a[name].value, b[name].value) < 1e-12, name
 
 
 def test_gradient_through_moments_matches_hand_derivation():
@@ -188,6 +150,55 @@ def test_wtw_has_a_nonzero_correction_and_matches_a_numpy_network():
     # and the generated program itself, simulated, agrees with its limit (Master Theorem)
     sim = tensorprog.simulate(prog, width=1024, seeds=32, seed=3)
     assert np.all(np.abs(sim.mean["K"] - limit) <= 4 * sim.stderr["K"] + 2.0 / 1024 * np.abs(limit))
+
+
+def empirical_layernorm_ntk(X, width, rng, L=3, sw2=2.0, sb2=0.5, eps=1e-5):
+    """examples/ntk_layernorm.tp at width n, every parameter a multiplier times a standard normal
+    tensor: g1 = sqrt(sw2/d) A xi + sqrt(sb2) c, z = LN(g), x = relu(z), g(l+1) = sqrt(sw2/n) w x + sqrt(sb2) b,
+    F = v . g(L+1) / sqrt(n).  Hand backprop, LN's with its whole Jacobian:
+    dF/dg = (delta - mean(delta) - z mean(delta z)) / sqrt(s2 + eps) for delta = dF/dz."""
+    N, d = X.shape
+    n = width
+    g = X @ rng.standard_normal((n, d)).T * np.sqrt(sw2 / d) + np.sqrt(sb2) * rng.standard_normal(n)
+    data_k = sw2 * X @ X.T / d + sb2
+    Ws = [np.sqrt(sw2 / n) * rng.standard_normal((n, n)) for _ in range(L)]
+    bs = [np.sqrt(sb2) * rng.standard_normal(n) for _ in range(L)]
+    v = rng.standard_normal(n)
+    tape = []
+    for W, b in zip(Ws, bs):
+        mu = g.mean(1, keepdims=True)
+        sd = np.sqrt(((g - mu) ** 2).mean(1, keepdims=True) + eps)
+        z = (g - mu) / sd
+        x = np.maximum(z, 0)
+        tape.append((z, sd, x))
+        g = x @ W.T + b
+    G = lambda a, b: a @ b.T                              # noqa: E731
+    ntk = G(g, g) / n                                     # the readout v
+    delta = np.broadcast_to(v / np.sqrt(n), g.shape)      # dF/dg(L+1)
+    for W, (z, sd, x) in zip(reversed(Ws), reversed(tape)):
+        ntk += sw2 / n * G(delta, delta) * G(x, x) + sb2 * G(delta, delta)
+        dz = (z > 0) * (delta @ W)
+        delta = (dz - dz.mean(1, keepdims=True) - z * (dz * z).mean(1, keepdims=True)) / sd
+    return ntk + G(delta, delta) * data_k                 # the input layer's weights and bias
+
+
+def test_layernorm_ntk_matches_a_numpy_network():
+    X = np.array([[1, 0, 0], [0.6, 0.8, 0], [3, 3, 3]], dtype=float)
+    limit = value(EXAMPLES / "ntk_layernorm.tp", "NTK")
+    rng = np.random.default_rng(7)
+    width, draws = 1024, 12
+    samples = np.array([empirical_layernorm_ntk(X, width, rng) for _ in range(draws)])
+    mean, se = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(draws)
+    assert np.all(np.abs(mean - limit) <= 4 * se + 4.0 / width * np.abs(limit)), (mean, limit, se)
+
+
+def test_transformer_ntk_agrees_with_its_finite_width_simulation():
+    """No independent network here: the generated program (backward pass through softmax attention and
+    LayerNorm) simulated at finite width converges to its derived limit (Master Theorem)."""
+    prog = tensorprog.parse(EXAMPLES / "ntk_transformer.tp")
+    limit = tensorprog.evaluate(prog)["NTK"].value
+    sim = tensorprog.simulate(prog, width=512, seeds=12, seed=1)
+    assert np.all(np.abs(sim.mean["NTK"] - limit) <= 4 * sim.stderr["NTK"] + 8.0 / 512 * np.abs(limit))
 
 
 # ---------------------------------------------------------------------- bad input
