@@ -88,6 +88,12 @@ out K[i, j] = ntk(f[i], f[j])
     assert rel(value(prog, "K"), truth) < 1e-12
 
 
+def test_diagonal_is_the_diagonal_of_the_kernel():
+    text = (EXAMPLES / "ntk_mlp.tp").read_text() + "out D[i] = ntk(f[i], f[i]) + sb2\n"
+    res = tensorprog.evaluate(tensorprog.parse(text))
+    assert rel(res["D"].value, np.diag(res["NTK"].value)) < 1e-14
+
+
 def test_grad_is_the_hand_written_backward_vector():
     """grad(f[i], g[1][i]) is mlp_ntk.tp's dg[1] (its moments equal)."""
     hand = (EXAMPLES / "mlp_ntk.tp").read_text()
@@ -209,7 +215,8 @@ BAD = [
     ("no-params", X2 + "vector g[i] ~ N(0, dot(X[i], X[i']))\nf[i] = mean(relu(g[i]))\n"
      "out K[i, j] = ntk(f[i], f[j])\n", (4, 15, "needs trained parameters")),
     ("vector-not-scalar", X2 + G + "out K[i, j] = ntk(g[i], g[j])\n", (3, 19, "one member of a scalar family")),
-    ("same-index", X2 + G + "f[i] = mean(relu(g[i]))\nout K[i] = ntk(f[i], f[i])\n", (4, 12, "different indices")),
+    ("half-same-index", X2 + "param vector g[i, k] ~ N(0, dot(X[i], X[i']) * dot(X[k], X[k']))\n"
+     "f[i, k] = mean(relu(g[i, k]))\nout K[i, k, j] = ntk(f[i, k], f[j, k])\n", (4, 18, "either alike")),
     ("step-gradient", X2 + G + "f[i] = mean(step(g[i]))\nout K[i, j] = ntk(f[i], f[j])\n",
      (3, 8, "through step(g): its derivative with respect to 'g' is a Dirac delta")),
     ("diverging-rate", X2 + "param(rate = n) vector g[i] ~ N(0, dot(X[i], X[i']))\nf[i] = mean(relu(g[i]))\n"

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 import sympy
 
 from ..errors import error
@@ -244,9 +245,9 @@ def ntk_term(el, node, args, ctx):
         raise error(node.pos, f"ntk takes two members of scalar families, e.g. ntk(f[i], f[j]); got {len(args)} "
                               "arguments")
     (fa, ia), (fb, ib) = (_family_member(el, t, a, Kind.SCALAR) for t, a in zip(args, node.args))
-    if set(ia) & set(ib):
-        raise error(node.pos, f"ntk({fa.name}[...], {fb.name}[...]): give the two members different indices, "
-                              "e.g. ntk(f[i], f[j]) (the diagonal ntk(f[i], f[i]) is not supported yet)")
+    if set(ia) & set(ib) and tuple(ia) != tuple(ib):
+        raise error(node.pos, f"ntk({fa.name}[...], {fb.name}[...]): index the two members either alike (the "
+                              "diagonal, ntk(f[i], f[i])) or with different indices (ntk(f[i], f[j]))")
     if not el.params:
         raise error(node.pos, "ntk(...) needs trained parameters: mark the initial matrices and vectors the "
                               "network trains with `param` (e.g. `param matrix W ~ N(0, 1/n)`)")
@@ -313,6 +314,10 @@ def _cov_scalar(el, block, ka, kb, ia, ib, ctx, at):
         return sympy.Float(float(arr))
     if not arr.any():
         return 0
+    if len(set(tags)) < len(tags):      # ntk(f[i], f[i]): the diagonal of C(i, j)
+        k = len(tags) // 2
+        letters = "abcdefghijklm"[:k]
+        arr, tags = np.einsum(f"{letters}{letters}->{letters}", arr).copy(), tags[:k]
     return el.as_scalar_leaf(DataT(arr, tags), ctx, at)
 
 
