@@ -88,6 +88,44 @@ out K[i, j] = ntk(f[i], f[j])
     assert rel(value(prog, "K"), truth) < 1e-12
 
 
+WIDE = """
+const sw2 = 2.0, sv2 = 1.5, sw2r = 3.0
+data X = [[1, 0, 0], [0.6, 0.8, 0], [2, 0, 0]]
+width m = 2*n
+param matrix A : (m, n) ~ N(0, sw2/n)
+param matrix B : (n, m) ~ N(0, sw2/m)
+param vector g1[i] ~ N(0, dot(X[i], X[i']) / dim(X) + 0.1)
+param vector v ~ N(0, sv2)
+param vector w : m ~ N(0, sw2r)
+h[i] = A @ relu(g1[i])
+g2[i] = B @ relu(h[i])
+f[i] = mean(v * relu(g2[i]))
+f2[i] = mean(w * relu(h[i]))
+out NTK[i, j] = ntk(f[i], f[j])
+out NTK2[i, j] = ntk(f2[i], f2[j])
+dg2[i] = v * relu'(g2[i])
+dh[i] = relu'(h[i]) * (B.T @ dg2[i])
+dg1[i] = relu'(g1[i]) * (A.T @ dh[i])
+dh2[i] = w * relu'(h[i]) / 2
+dg12[i] = relu'(g1[i]) * (A.T @ dh2[i])
+out HAND[i, j] = (sv2 * mean(relu(g2[i]) * relu(g2[j])) + sw2 * mean(dg2[i] * dg2[j]) * mean(relu(h[i]) * relu(h[j]))
+    + 2 * sw2 * mean(dh[i] * dh[j]) * mean(relu(g1[i]) * relu(g1[j]))
+    + mean(dg1[i] * dg1[j]) * (dot(X[i], X[j]) / dim(X) + 0.1))
+out HAND2[i, j] = (sw2r / 2 * mean(relu(h[i]) * relu(h[j])) + 2 * sw2 * mean(dh2[i] * dh2[j]) * mean(relu(g1[i]) * relu(g1[j]))
+    + mean(dg12[i] * dg12[j]) * (dot(X[i], X[j]) / dim(X) + 0.1))
+"""
+
+
+def test_vectors_of_other_widths():
+    """A hidden layer of width m = 2n. By hand, with F = sqrt(n) f and each matrix sqrt(var) theta:
+    A (m x n, var sw2/n): sum (dF/dtheta)^2 = (sw2/n) n |hbar/n|^2 |x|^2 = 2 sw2 E[hbar hbar'] E[x x'] (|hbar|^2 sums
+    2n coordinates); B (n x m, var sw2/m): sw2 E E; the readout w of width m: F2 = sqrt(n) (1/2n) sum w x,
+    so sum_a (dF2/dtheta_a)^2 = sw2r E[x x'] / 2 and its backward vector is n df2/dh = w relu'(h) / 2."""
+    res = tensorprog.evaluate(tensorprog.parse(WIDE))
+    assert rel(res["NTK"].value, res["HAND"].value) < 1e-12
+    assert rel(res["NTK2"].value, res["HAND2"].value) < 1e-12
+
+
 def test_diagonal_is_the_diagonal_of_the_kernel():
     text = (EXAMPLES / "ntk_mlp.tp").read_text() + "out D[i] = ntk(f[i], f[i]) + sb2\n"
     res = tensorprog.evaluate(tensorprog.parse(text))
