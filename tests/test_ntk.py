@@ -126,6 +126,21 @@ def test_vectors_of_other_widths():
     assert rel(res["NTK2"].value, res["HAND2"].value) < 1e-12
 
 
+def test_single_scalar_output_by_hand():
+    """No families: f = mean(v relu(W x)), x ~ N(0, 1), W ~ N(0, sw2/n), v ~ N(0, sv2), all trained. With
+    h = W x ~ N(0, sw2): the readout gives sv2 E[relu(h)^2] = sv2 sw2/2; W gives sw2 E[(v step(h))^2] E[x^2]
+    = sw2 sv2/2; x gives E[xbar^2] Var(x) with xbar = W^T (v step(h)), E[xbar^2] = sw2 sv2/2: 3 sw2 sv2 / 2."""
+    prog = """
+const sw2 = 1.7, sv2 = 0.6
+param matrix W ~ N(0, sw2/n)
+param vector x ~ N(0, 1)
+param vector v ~ N(0, sv2)
+f = mean(v * relu(W @ x))
+out K = ntk(f, f)
+"""
+    assert rel(value(prog, "K"), np.array(3 * 1.7 * 0.6 / 2)) < 1e-14
+
+
 def test_diagonal_is_the_diagonal_of_the_kernel():
     text = (EXAMPLES / "ntk_mlp.tp").read_text() + "out D[i] = ntk(f[i], f[i]) + sb2\n"
     res = tensorprog.evaluate(tensorprog.parse(text))
@@ -252,7 +267,7 @@ G = "param vector g[i] ~ N(0, dot(X[i], X[i']))\n"
 BAD = [
     ("no-params", X2 + "vector g[i] ~ N(0, dot(X[i], X[i']))\nf[i] = mean(relu(g[i]))\n"
      "out K[i, j] = ntk(f[i], f[j])\n", (4, 15, "needs trained parameters")),
-    ("vector-not-scalar", X2 + G + "out K[i, j] = ntk(g[i], g[j])\n", (3, 19, "one member of a scalar family")),
+    ("vector-not-scalar", X2 + G + "out K[i, j] = ntk(g[i], g[j])\n", (3, 19, "expected a scalar of the program")),
     ("half-same-index", X2 + "param vector g[i, k] ~ N(0, dot(X[i], X[i']) * dot(X[k], X[k']))\n"
      "f[i, k] = mean(relu(g[i, k]))\nout K[i, k, j] = ntk(f[i, k], f[j, k])\n", (4, 18, "either alike")),
     ("step-gradient", X2 + G + "f[i] = mean(step(g[i]))\nout K[i, j] = ntk(f[i], f[j])\n",

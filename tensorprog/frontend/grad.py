@@ -228,13 +228,14 @@ class _At:
 
 
 def _family_member(el, t, node, what):
-    """(value, index names) of ``f[i]``: one member of a scalar family, indexed by family indices."""
+    """(value, index names) of ``f[i]`` (one member of a family, indexed by family indices) or of a
+    single value (no index names: e.g. an unrolled member f[0])."""
     lf = el.leaf_of.get(t.e) if hasattr(t, "e") else None
-    if lf is None or lf.value.kind != what or not lf.value.axes or \
+    if lf is None or lf.value.kind != what or \
             not all(isinstance(i, str) for i in lf.index) or len(set(lf.index)) != len(lf.index):
         kind = "scalar" if what == Kind.SCALAR else "vector"
-        raise error(node.pos, f"expected one member of a {kind} family over data, e.g. f[i] (a name defined "
-                              f"with a data-set index)")
+        raise error(node.pos, f"expected a {kind} of the program: one member of a family over data, e.g. f[i] "
+                              f"(a name defined with a data-set index), or a single {kind}")
     return lf.value, lf.index
 
 
