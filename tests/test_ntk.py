@@ -33,6 +33,7 @@ def rel(a, b):
     ("ntk_mlp_sp.tp", "mlp_relu.tp", [("NTK_SP", "NTK_SP")]),      # the 1/n terms vanish in the limit
     ("ntk_rnn.tp", "rnn_ntk.tp", [("NTK_last", "NTK_last"), ("NTK_pool", "NTK_pool")]),
     ("ntk_layernorm.tp", "layernorm.tp", [("K", "K")]),
+    ("ntk_gap.tp", "ntk_gap.tp", [("NTK", "NTK_hand")]),          # its hand-written NTK beside it
 ])
 def test_short_examples_equal_the_hand_written_ones(short, hand, names):
     """examples/ntk_*.tp (forward pass + ntk(...)) against the examples whose NTK is written by hand:

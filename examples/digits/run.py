@@ -6,10 +6,11 @@ Needs scikit-learn, for its copy of the UCI 8x8 digits (1,797 images, shipped in
 download): ``pip install "tensorprog[examples]"``. The images are scaled to [0, 1], centred by the
 training mean and normalised to norm sqrt(64); labels are one-hot (the predicted class is the
 largest output). The first ``--train`` images of a fixed shuffle train, the rest test. For each
-depth L (hidden layers) examples/mlp_ntk.tp gives the NNGP and NTK kernels over all 1,797 images at
-once; ``tensorprog.predict`` turns them into the t = infinity predictions: the NNGP posterior mean
-(noise 1e-6, a jitter) and the NTK gradient-flow limit (kernel regression with the NTK). Prints a
-markdown table (as in docs/predict.md) and, with ``--curve``, test accuracy against training-set size.
+depth L (hidden layers) examples/ntk_mlp.tp (its NTK written by the compiler, ntk(...)) gives the
+NNGP and NTK kernels over all 1,797 images at once; ``tensorprog.predict`` turns them into the
+t = infinity predictions: the NNGP posterior mean (noise 1e-6, a jitter) and the NTK gradient-flow
+limit (kernel regression with the NTK). Prints a markdown table (as in docs/predict.md) and, with
+``--curve``, test accuracy against training-set size.
 """
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ import numpy as np
 
 import tensorprog
 
-MLP_NTK = Path(__file__).resolve().parents[1] / "mlp_ntk.tp"
+MLP_NTK = Path(__file__).resolve().parents[1] / "ntk_mlp.tp"
 
 
 def program(depth: int) -> str:
-    """examples/mlp_ntk.tp (relu MLP, NTK parametrization, sw2 = 2, sb2 = 0.1; NNGP and NTK outputs)
+    """examples/ntk_mlp.tp (relu MLP, NTK parametrization, sw2 = 2, sb2 = 0.1; NNGP and ntk(...) outputs)
     with ``depth`` hidden layers, reading its points from points.npy (``predict`` provides them)."""
     lines = []
     for line in MLP_NTK.read_text().splitlines():

@@ -173,9 +173,7 @@ class Evaluator:
         err = err.reshape(grid)
         if np.any(rel_in):
             err = err + np.abs(val) * np.broadcast_to(rel_in, grid)
-        label = {"quad1d": "quadrature", "nested": "quadrature", "gh": "quadrature",
-                 "mc": "Monte Carlo", "series": "Hermite series"}[method]
-        return val, err, label
+        return val, err, I.METHOD_LABELS[method]
 
     def _gaussian(self, d, grid):
         """Means (G, d), covariances (G, d, d) and the inputs' relative error (a number)."""

@@ -24,6 +24,8 @@ from __future__ import annotations
 import itertools
 import math
 
+from dataclasses import dataclass
+
 import numpy as np
 import sympy
 
@@ -145,35 +147,68 @@ class Integrand:
         return np.broadcast_to(out, np.broadcast_shapes(*[np.shape(u) for u in us])) if np.ndim(out) == 0 else out
 
 
+@dataclass(frozen=True)
+class MethodChoice:
+    """What the method rules look at: the integral, its dimension, whether it is smooth (no kinks and
+    no integrable singularity), whether the Hermite series applies, the grid size and the request."""
+
+    integral: object
+    dim: int
+    smooth: bool
+    series: bool
+    points: int
+    requested: str
+
+    def series_wanted(self):
+        return self.series and (self.requested == "series" or
+                                (self.requested == "auto" and self.points >= SERIES_MIN_POINTS))
+
+
+@dataclass(frozen=True)
+class MethodRule:
+    """One numeric method: its name, the label users see, when it is chosen (``applies``), and why."""
+
+    name: str
+    label: str
+    applies: object
+    doc: str
+
+
+#: The numeric method of a Gaussian integral: the first rule that applies (a closed form, when there
+#: is one, was chosen before by the limit pass; Stein coefficients and series are separate paths).
+METHOD_RULES = (
+    MethodRule("mc", "Monte Carlo", lambda c: c.requested == "mc",
+               "Monte Carlo when asked for (--method mc)"),
+    MethodRule("series", "Hermite series", lambda c: c.dim <= 2 and c.series_wanted(),
+               "one or two variables, smooth, a family of at least SERIES_MIN_POINTS points (or --method series): "
+               "the Hermite series, whose rows f(sqrt(a_i) z) a layer's pair and diagonal integrals share"),
+    MethodRule("quad1d", "quadrature", lambda c: c.dim == 1,
+               "one variable: adaptive Gauss-Legendre, split at kinks and integrable singularities"),
+    MethodRule("nested", "quadrature",
+               lambda c: (c.dim == 2 or (c.dim == 3 and c.points <= NESTED_3D_MAX_POINTS))
+               and nested_nodes(c.integral) <= NESTED_MAX_NODES,
+               "two variables (three on small grids): nested Gauss-Legendre in a Cholesky frame, split at kinks"),
+    MethodRule("gh", "quadrature", lambda c: c.smooth and c.dim <= 4,
+               "smooth, up to four variables: a tensor Gauss-Hermite rule"),
+    MethodRule("mc", "Monte Carlo", lambda c: True,
+               "otherwise: Monte Carlo with a standard error"),
+)
+METHOD_LABELS = {r.name: r.label for r in METHOD_RULES}
+
+
 def choose_method(integral, grid_info, requested="auto"):
-    d = integral.dim
-    F = integral.integrand
-    smooth = not nonsmooth_apps(F)
+    """The name of the first rule of METHOD_RULES that applies to ``integral``."""
+    smooth = not nonsmooth_apps(integral.integrand)
     # refuses non-integrable singularities before any method runs (Monte Carlo included: its
     # sample mean is finite and meaningless there); integrable ones need the quadrature split at
     # them (a Hermite series or Gauss-Hermite rule does not converge there)
-    if singular_points(F, integral.variables):
+    if singular_points(integral.integrand, integral.variables):
         smooth = False
-    if requested == "mc":
-        return "mc"
     if requested == "closed":
         raise IntegrationError("has no closed form (run with --method auto, quad, series or mc)")
-    series = grid_info.get("series_ok") and smooth
-    if d == 1:
-        # The Hermite diagonal sum_k c_k(f) c_k(g): its rows f(sqrt(a_i) z) are those of the
-        # layer's pair integrals, computed once for both.
-        use = series and (requested == "series" or
-                          (requested == "auto" and grid_info.get("points", 0) >= SERIES_MIN_POINTS))
-        return "series" if use else "quad1d"
-    if d == 2 and series and (requested == "series" or
-                              (requested == "auto" and grid_info.get("points", 0) >= SERIES_MIN_POINTS)):
-        return "series"
-    if (d == 2 or (d == 3 and grid_info.get("points", 0) <= NESTED_3D_MAX_POINTS)) and \
-            nested_nodes(integral) <= NESTED_MAX_NODES:
-        return "nested"
-    if smooth and d <= 4:
-        return "gh"
-    return "mc"
+    choice = MethodChoice(integral, integral.dim, smooth, bool(grid_info.get("series_ok")) and smooth,
+                          grid_info.get("points", 0), requested)
+    return next(r.name for r in METHOD_RULES if r.applies(choice))
 
 
 # ---------------------------------------------------------------------------------------------
