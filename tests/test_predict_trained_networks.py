@@ -9,8 +9,8 @@ The network (NTK parametrization, one hidden relu layer, every weight trained):
 trained by gradient flow on the loss 1/2 sum_i (f(x_i) - y_i)^2 up to time T (dtheta/dt = -grad L,
 integrated by classical Runge-Kutta: the small-learning-rate limit of gradient descent, with a
 discretisation error far below the width effects measured here). Its infinite-width NTK is
-Theta(x, x') = sw2 E[relu(g) relu(g')] + sw2 E[relu'(g) relu'(g')] * sw2 x.x'/d, written as the
-program below; `predict` gives the ensemble mean Theta_xX Theta_XX^-1 (I - e^{-Theta T}) Y.
+Theta(x, x') = sw2 E[relu(g) relu(g')] + sw2 E[relu'(g) relu'(g')] * sw2 x.x'/d, which the program
+below gets from ntk(...) (the compiler's backward pass, docs/ntk.md); `predict` gives the ensemble mean Theta_xX Theta_XX^-1 (I - e^{-Theta T}) Y.
 
 The ensemble is of antithetic pairs: each initialisation (W, v) is trained beside (W, -v). The pair
 has the same empirical NTK and opposite initial functions, so the O(1) random initial function
@@ -26,11 +26,11 @@ import tensorprog
 
 PROGRAM = """const sw2 = 2.0
 data X = load("points.npy")
-vector g[i] ~ N(0, sw2 * dot(X[i], X[i']) / dim(X))
-vector v ~ N(0, sw2)
-dg[i] = v * relu'(g[i])
+param vector g[i] ~ N(0, sw2 * dot(X[i], X[i']) / dim(X))
+param vector v ~ N(0, sw2)
+f[i] = mean(v * relu(g[i]))
 out NNGP[i, j] = sw2 * mean(relu(g[i]) * relu(g[j]))
-out NTK[i, j] = sw2 * mean(relu(g[i]) * relu(g[j])) + mean(dg[i] * dg[j]) * (sw2 * dot(X[i], X[j]) / dim(X))
+out NTK[i, j] = ntk(f[i], f[j])
 """
 SW2, T = 2.0, 1.0
 
