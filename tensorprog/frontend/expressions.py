@@ -557,6 +557,13 @@ def _grad(el, node, ctx):
     return grad_term(el, node, [elaborate(el, a, ctx) for a in node.args], ctx)
 
 
+def _gd(el, node, ctx):
+    from .train import gd_term
+    if ctx.data_only or ctx.fn_formals:
+        raise error(node.pos, "gd(...) is not allowed here")
+    return gd_term(el, node, [elaborate(el, a, ctx) for a in node.args], ctx)
+
+
 def _no_call(msg):
     def rule(el, node, ctx):
         raise error(node.pos, msg)
@@ -566,6 +573,7 @@ def _no_call(msg):
 _SPECIAL = {
     "mean": _mean, "dot": _dot, "norm": _norm, "len": _len, "dim": _dim, "delta": _delta, "sum": _sum,
     "softmax": _softmax, "min": _minmax(sympy.Min), "max": _minmax(sympy.Max), "ntk": _ntk, "grad": _grad,
+    "gd": _gd,
     "N": _no_call("N(mean, covariance) can only follow '~' in a matrix or vector declaration"),
     "load": _no_call('load("file") is only allowed in a data declaration: data X = load("x.npy")'),
 }

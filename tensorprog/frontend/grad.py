@@ -52,8 +52,10 @@ from .terms import DataT, MatT, Num, VecT, WidthT, width_limit
 class Backward:
     """The backward pass of one scalar family ``f``: adjoints of every value f depends on."""
 
-    def __init__(self, el, f, pos):
+    def __init__(self, el, f, pos, frozen=frozenset()):
         self.el, self.f, self.pos = el, f, pos
+        # values held constant (a training step's earlier updates): no adjoint flows into them
+        self.frozen = frozen
         self.names = tuple(f"@{f.id}.{p}" for p in range(len(f.axes)))
         self.ctx = Ctx(Scope(), pos)
         self.ctx.fvars = [FVar(nm, ax, pos) for nm, ax in zip(self.names, f.axes)]
@@ -79,7 +81,7 @@ class Backward:
         seen, stack = set(), [self.f.id]
         while stack:
             vid = stack.pop()
-            if vid in seen or vid not in defining:
+            if vid in seen or vid not in defining or vid in self.frozen:
                 continue
             seen.add(vid)
             stack.extend(v.id for v in defining[vid].inputs())
@@ -93,7 +95,7 @@ class Backward:
                                  f"over {', '.join(map(str, ins.out.axes))}, not over the data sets of "
                                  f"'{self.f.name}' ({', '.join(map(str, self.f.axes)) or 'none'})")
         for a in ins.args():
-            if a.value.axes and (a.index != own or ins.out.axes != self.f.axes):
+            if a.value.axes and a.value.id not in self.frozen and (a.index != own or ins.out.axes != self.f.axes):
                 raise error(ins.pos, f"cannot differentiate '{self.f.name}' through '{ins.out.name}': it uses "
                                      f"{a} (another member of a family); gradients are taken member by member")
 
@@ -103,7 +105,8 @@ class Backward:
         return self.el.leaf(value, self.names if value.axes else ())
 
     def arg_leaf(self, arg):
-        return self.leaf(arg.value)
+        """The leaf of an argument: f's own member (identity index), or a fixed member of a frozen value."""
+        return self.el.leaf(arg.value, tuple(self.names[t.p] if isinstance(t, AxisRef) else t for t in arg.index))
 
     def value_of(self, leaf):
         return self.el.leaf_of[leaf].value
@@ -114,7 +117,7 @@ class Backward:
 
     def add(self, leaf, term):
         """One contribution to the adjoint of the value of ``leaf``."""
-        if term != 0:
+        if term != 0 and self.value_of(leaf).id not in self.frozen:
             self.terms[self.value_of(leaf).id].append(term)
 
     def vector_adjoint(self, value):
@@ -126,7 +129,7 @@ class Backward:
         total = sympy.Add(*self.terms.pop(value.id, ()))
         if total == 0:
             leaf = None
-        elif total in self.el.leaf_of:
+        elif total in self.el.leaf_of and self.el.leaf_of[total].index in (self.names, ()):
             leaf = total                     # xbar is a value already (e.g. b + W x: bbar = hbar)
         elif not any(self.value_of(s).kind == Kind.VECTOR for s in total.free_symbols if s in self.el.leaf_of):
             leaf = self._emit_broadcast(total, value)

@@ -13,7 +13,7 @@ from .limits import DEFAULT as DEFAULT_LIMITS
 from .terms import Num, kind_name
 
 RESERVED = {"n", "pi", "mean", "dot", "norm", "dim", "len", "sum", "softmax", "N", "load", "delta",
-            "min", "max", "ntk", "grad"}
+            "min", "max", "ntk", "grad", "gd"}
 
 
 # Loops are unrolled at compile time; a bound this large is a mistake, not a network (the default of

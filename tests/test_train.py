@@ -1,0 +1,100 @@
+"""gd(f[k], Y, eta, t): gradient descent in the infinite-width limit, unrolled by the compiler
+(tensorprog/frontend/train.py, docs/train.md).
+
+Truths: the hand-unrolled muP step of examples/mup_one_step.tp, and a numpy network trained by real
+gradient descent with its own hand-written backprop, whose output after the step converges to the limit.
+"""
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tensorprog
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+X = np.array([[1, 0.5, -0.5], [0.2, 1, 0.4]])
+ONE_STEP = "\n".join(line for line in (EXAMPLES / "train_mup.tp").read_text().splitlines()
+                     if not line.startswith("#")) + "\n"
+
+
+@pytest.fixture(scope="module")
+def one_step():
+    return tensorprog.evaluate(tensorprog.parse(ONE_STEP))["F"]
+
+
+def test_one_step_equals_the_hand_unrolled_example(one_step):
+    """mup_one_step.tp writes the step by hand (the rank-one updates of U xi, W and the readout)."""
+    hand = tensorprog.evaluate(tensorprog.parse(EXAMPLES / "mup_one_step.tp"))
+    assert one_step.value[0].tolist() == [0.0, 0.0]                   # f at initialisation: 0 in muP
+    assert abs(one_step.value[1, 1] - hand["f1"].value) <= 1e-10 + one_step.error[1, 1] + hand["f1"].error
+
+
+def numpy_step(width, rng, eta=1.0, y0=1.0):
+    """The network of ONE_STEP at width n, every tensor in standard coordinates (U, w, v ~ N(0, 1)):
+    h1 = U xi / sqrt(d), h2 = w x1 / sqrt(n), f = v . tanh(h2) / n.  One step of gradient descent on
+    1/2 (f(xi_0) - y0)^2 with learning rate n eta on every coordinate (gd's rate-1 parameters); returns
+    f at both inputs after the step.  Backprop by hand."""
+    n, d = width, X.shape[1]
+    U, w, v = rng.standard_normal((n, d)), rng.standard_normal((n, n)), rng.standard_normal(n)
+
+    def forward(U, w, v, x):
+        h1 = U @ x / math.sqrt(d)
+        x1 = np.tanh(h1)
+        h2 = w @ x1 / math.sqrt(n)
+        return h1, x1, h2, np.tanh(h2), np.tanh(h2) @ v / n
+
+    h1, x1, h2, x2, f0 = forward(U, w, v, X[0])
+    chi = f0 - y0
+    dh2 = v * (1 - x2 ** 2) / n                                   # df/dh2
+    gv = x2 / n
+    gw = np.outer(dh2, x1) / math.sqrt(n)
+    dh1 = (1 - x1 ** 2) * (w.T @ dh2) / math.sqrt(n)              # df/dh1
+    gU = np.outer(dh1, X[0]) / math.sqrt(d)
+    lr = n * eta
+    U, w, v = U - lr * chi * gU, w - lr * chi * gw, v - lr * chi * gv
+    return np.array([forward(U, w, v, x)[-1] for x in X])
+
+
+def test_one_step_matches_a_numpy_network_trained_by_gradient_descent(one_step):
+    limit = one_step.value[1]
+    widths, draws = (128, 256, 512, 1024, 2048), 10
+    rms, last = [], None
+    for n in widths:
+        samples = np.array([numpy_step(n, np.random.default_rng([7, n, k])) for k in range(draws)])
+        rms.append(np.sqrt(np.mean((samples - limit) ** 2)))
+        last = samples
+    slope = np.polyfit(np.log(widths), np.log(rms), 1)[0]
+    assert -0.7 <= slope <= -0.3, (slope, rms)
+    mean, se = last.mean(0), last.std(0, ddof=1) / math.sqrt(draws)
+    assert np.all(np.abs(mean - limit) <= 4 * se + 4.0 / widths[-1]), (mean, limit, se)
+
+
+BAD = [
+    ("labels-not-numbers", "out F[k] = gd(f[k], X, 1.0, 1)\n", (7, 21, "labels must be a list of numbers")),
+    ("too-many-labels", "out F[k] = gd(f[k], [1, 2, 3], 1.0, 1)\n", (7, 21, "expected 1 to 2 finite labels")),
+    ("negative-steps", "out F[k] = gd(f[k], [1], 1.0, -1)\n", (7, 31, "non-negative integer")),
+    ("zero-rate", "out F[k] = gd(f[k], [1], 0, 1)\n", (7, 26, "learning rate must be a positive number")),
+    ("arity", "out F[k] = gd(f[k], [1], 1.0)\n", (7, 12, "gd takes f[k]")),
+]
+
+
+@pytest.mark.parametrize("line,where", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_bad_input_is_a_clear_error(tmp_path, line, where):
+    text = ONE_STEP.strip().splitlines()[:6]
+    path = tmp_path / "prog.tp"
+    path.write_text("\n".join(text) + "\n" + line)
+    r = subprocess.run([sys.executable, "-m", "tensorprog", "check", str(path)], capture_output=True, text=True)
+    row, col, msg = where
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"prog.tp:{row}:{col}: error:" in r.stderr and msg in r.stderr, r.stderr
+
+
+def test_training_an_output_without_parameters_is_refused(tmp_path):
+    path = tmp_path / "prog.tp"
+    path.write_text("data X = [[1], [2]]\nvector g[i] ~ N(0, dot(X[i], X[i']))\nf[i] = mean(tanh(g[i]))\n"
+                    "out F[k] = gd(f[k], [1], 1.0, 1)\n")
+    r = subprocess.run([sys.executable, "-m", "tensorprog", "check", str(path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "depends on no trained parameter" in r.stderr, r.stderr
