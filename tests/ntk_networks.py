@@ -142,7 +142,8 @@ def rnn_forward(params, S, sw2, su2, sb2, sv2, readout="last"):
     h = np.zeros((N, n))
     gs = []
     for t in range(T):
-        g = np.sqrt(sw2 / n) * h @ params["W"].T + np.sqrt(su2 / d) * S[:, t] @ params["U"].T + np.sqrt(sb2) * params["b"]
+        g = (np.sqrt(sw2 / n) * h @ params["W"].T + np.sqrt(su2 / d) * S[:, t] @ params["U"].T
+             + np.sqrt(sb2) * params["b"])
         gs.append(g)
         h = np.maximum(g, 0.0)
     gs = np.array(gs)

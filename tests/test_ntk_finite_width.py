@@ -8,6 +8,12 @@ compiler-generated ``ntk(...)`` program, through :func:`assert_converges`) must 
 limit of the empirical NTKs: the RMS deviation decays like n^-1/2 (fitted exponent in [-0.7, -0.3])
 and at the largest width the mean over independent draws agrees with the limit within 4 standard
 errors plus an allowance max|limit| / n for the O(1/n) finite-width bias.
+
+Against another program computing the same network's NTK (e.g. one written with ``ntk(...)``):
+    assert_converges(text, "NTK", mlp_ntk_case(text, "relu"))       # consts L, sw2, sb2, data X
+    assert_converges(text, "NTK_last", rnn_ntk_case(text, "last"))  # consts T, sw2, su2, sb2, sv2, data S
+(the network takes its constants and data from the program text; any ``empirical_fn(width, rng)``
+returning the N x N empirical NTK of one draw can be passed instead).
 """
 import contextlib
 import math
@@ -63,13 +69,14 @@ def deviation_study(program_text, output, empirical_fn, widths=WIDTHS, draws=DRA
 
 def convergence_failures(study, exponent_range=EXPONENT_RANGE, z=4.0):
     """What a study (deviation_study) fails of: the fitted exponent of the RMS deviation outside
-    ``exponent_range``; at the largest width an entry with |mean - limit| > z SE + max|limit|/n
-    (O(1/n) bias allowance) + the limit's own error estimate.  Empty when it converges."""
+    ``exponent_range``; at the largest width an entry with |mean - limit| > z sqrt(SE^2 + e^2) + max|limit|/n
+    (e the limit's own error estimate or standard error; max|limit|/n an allowance for the O(1/n)
+    finite-width bias, below 0.7 SE in every case here).  Empty when it converges."""
     failures = []
     lo, hi = exponent_range
     if not lo <= study["exponent"] <= hi:
         failures.append(f"RMS deviation exponent {study['exponent']:.3f} not in {exponent_range}: {study['rms']}")
-    tol = z * study["se"] + np.abs(study["limit"]).max() / study["width"] + study["limit_error"]
+    tol = z * np.hypot(study["se"], study["limit_error"]) + np.abs(study["limit"]).max() / study["width"]
     if np.any(np.abs(study["mean"] - study["limit"]) > tol):
         failures.append(f"width {study['width']}: mean {study['mean']} vs limit {study['limit']} (SE {study['se']})")
     return failures
