@@ -194,7 +194,7 @@ def test_rnn_directional_derivatives_width_64(readout):
 
 # ------------------------------------------------------------------ convergence to the limit
 
-@pytest.mark.parametrize("phi", ["relu", "erf"])
+@pytest.mark.parametrize("phi", ["relu", "erf", "tanh"])
 def test_mlp_empirical_ntk_converges_to_program_ntk(phi):
     text = mlp_text(phi)
     assert_converges(text, "NTK", mlp_ntk_case(text, phi))
