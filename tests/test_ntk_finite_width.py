@@ -94,18 +94,20 @@ def assert_converges(program_text, output, empirical_fn, widths=WIDTHS, draws=DR
 
 # ------------------------------------------------------------------ the networks of the programs
 
-def mlp_ntk_case(program_text, phi):
-    """(program text, empirical fn) for an MLP program with consts L, sw2, sb2 and data X."""
-    c, data = program_setup(program_text)
+def mlp_ntk_case(program_text, phi, defines=None):
+    """empirical_fn for an MLP program with consts L, sw2, sb2 and data X."""
+    c, data = program_setup(program_text, defines)
     X = data["X"]
     return lambda width, rng: mlp_empirical_ntk(X, int(c["L"]), c["sw2"], c["sb2"], width, rng, phi)
 
 
-def rnn_ntk_case(program_text, readout):
-    c, data = program_setup(program_text)
-    S = data["S"]
-    return lambda width, rng: rnn_empirical_ntk(S, int(c["T"]), c["sw2"], c["su2"], c["sb2"], c["sv2"], width, rng,
-                                                readout)
+def rnn_ntk_case(program_text, readout, defines=None):
+    """empirical_fn for an RNN program with consts T, sw2, su2, sb2, sv2 and data S (the first T tokens
+    of each sequence are read)."""
+    c, data = program_setup(program_text, defines)
+    T = int(c["T"])
+    S = data["S"][:, :T]
+    return lambda width, rng: rnn_empirical_ntk(S, T, c["sw2"], c["su2"], c["sb2"], c["sv2"], width, rng, readout)
 
 
 MLP_X = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [2.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
@@ -204,6 +206,13 @@ def test_mlp_empirical_ntk_converges_to_program_ntk(phi):
 def test_rnn_empirical_ntk_converges_to_program_ntk(readout):
     text = (EXAMPLES / "rnn_ntk.tp").read_text()
     assert_converges(text, f"NTK_{readout}", rnn_ntk_case(text, readout))
+
+
+def test_rnn_converges_with_other_constants():
+    """rnn_ntk.tp with -D overrides (3 steps, a stronger recurrence, a smaller readout), pooled readout."""
+    text = (EXAMPLES / "rnn_ntk.tp").read_text()
+    defines = {"T": 3, "sw2": 2.0, "su2": 0.5, "sv2": 0.5}
+    assert_converges(text, "NTK_pool", rnn_ntk_case(text, "pool", defines), defines=defines)
 
 
 def test_check_detects_a_missing_readout_bias_term():
