@@ -3,13 +3,14 @@
 The truth here is an actual network: tests/ntk_networks.py draws numpy MLPs and weight-shared RNNs in
 the NTK parametrization and computes their empirical NTK with hand-written backprop, which is itself
 checked against central finite differences of the forward pass.  The NTK a program computes in the
-limit (the hand-written examples/mlp_ntk.tp, rnn_ntk.tp, tests/mlp_truths.mlp_program; later a
-compiler-generated ``ntk(...)`` program, through :func:`assert_converges`) must be the width -> oo
+limit by the compiler's backward pass (examples/ntk_mlp.tp, ntk_rnn.tp, tests/mlp_truths.ntk_mlp_program,
+through :func:`assert_converges`) must be the width -> oo
 limit of the empirical NTKs: the RMS deviation decays like n^-1/2 (fitted exponent in [-0.7, -0.3])
 and at the largest width the mean over independent draws agrees with the limit within 4 standard
 errors plus an allowance max|limit| / n for the O(1/n) finite-width bias.
 
-Against another program computing the same network's NTK (e.g. one written with ``ntk(...)``):
+Against any program computing the same network's NTK (hand-written, e.g. examples/mlp_ntk.tp, or with
+``ntk(...)``):
     assert_converges(text, "NTK", mlp_ntk_case(text, "relu"))       # consts L, sw2, sb2, data X
     assert_converges(text, "NTK_last", rnn_ntk_case(text, "last"))  # consts T, sw2, su2, sb2, sv2, data S
 (the network takes its constants and data from the program text; any ``empirical_fn(width, rng)``
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 
 import tensorprog
-from mlp_truths import inline_data, mlp_program
+from mlp_truths import inline_data, ntk_mlp_program
 from ntk_networks import (mlp_empirical_ntk, mlp_forward, mlp_gradients, mlp_parameters, ntk_from_gradients,
                           rnn_empirical_ntk, rnn_forward, rnn_gradients, rnn_parameters)
 
@@ -115,9 +116,10 @@ RNN_S = np.array([[[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], [[0, 1, 0], [1, 
 
 
 def mlp_text(phi):
+    """The MLP with its NTK by ntk(...): examples/ntk_mlp.tp (relu), else the same network for phi."""
     if phi == "relu":
-        return (EXAMPLES / "mlp_ntk.tp").read_text()
-    return mlp_program(phi, 3, 2.0, 0.1, inline_data(MLP_X))
+        return (EXAMPLES / "ntk_mlp.tp").read_text()
+    return ntk_mlp_program(phi, 3, 2.0, 0.1, inline_data(MLP_X))
 
 
 # ------------------------------------------------------------------ backprop against finite differences
@@ -204,13 +206,13 @@ def test_mlp_empirical_ntk_converges_to_program_ntk(phi):
 
 @pytest.mark.parametrize("readout", ["last", "pool"])
 def test_rnn_empirical_ntk_converges_to_program_ntk(readout):
-    text = (EXAMPLES / "rnn_ntk.tp").read_text()
+    text = (EXAMPLES / "ntk_rnn.tp").read_text()
     assert_converges(text, f"NTK_{readout}", rnn_ntk_case(text, readout))
 
 
 def test_rnn_converges_with_other_constants():
-    """rnn_ntk.tp with -D overrides (3 steps, a stronger recurrence, a smaller readout), pooled readout."""
-    text = (EXAMPLES / "rnn_ntk.tp").read_text()
+    """ntk_rnn.tp with -D overrides (3 steps, a stronger recurrence, a smaller readout), pooled readout."""
+    text = (EXAMPLES / "ntk_rnn.tp").read_text()
     defines = {"T": 3, "sw2": 2.0, "su2": 0.5, "sv2": 0.5}
     assert_converges(text, "NTK_pool", rnn_ntk_case(text, "pool", defines), defines=defines)
 
@@ -219,7 +221,7 @@ def test_check_detects_a_missing_readout_bias_term():
     """The check has power: mlp_ntk.tp with the readout bias's sb2 (0.1, entries 1..12) left out of the
     NTK, the kind of slip issue 11 names, fails the comparison at the largest width (z up to ~9 on the
     entries with the smallest SE), which the exponent alone would not notice (it stays near -0.5)."""
-    text = mlp_text("relu")
+    text = (EXAMPLES / "mlp_ntk.tp").read_text()      # the hand-written NTK, where such slips happen
     readout = "out NTK[i, j] = (sw2 * mean(relu(g[L][i]) * relu(g[L][j]))"
     assert readout + " + sb2" in text
     wrong = text.replace(readout + " + sb2", readout)
