@@ -142,6 +142,19 @@ out K = ntk(f, f)
     assert rel(value(prog, "K"), np.array(3 * 1.7 * 0.6 / 2)) < 1e-14
 
 
+def test_constant_backward_vector():
+    """f = mean(g) + mean(g)^2 / 2 with g[i] ~ N(0, K): gbar = n df/dg = 1 + mean(g) -> 1 (all coordinates
+    equal: a Nonlin that only takes its width from g), so ntk = mean(1 * 1) K(i, j) = K."""
+    K = POINTS @ POINTS.T / 3 + 0.3
+    prog = f"""
+data X = {inline_data(POINTS)}
+param vector g[i] ~ N(0, dot(X[i], X[i']) / dim(X) + 0.3)
+f[i] = mean(g[i]) + mean(g[i])^2 / 2
+out K[i, j] = ntk(f[i], f[j])
+"""
+    assert rel(value(prog, "K"), K) < 1e-14
+
+
 def test_diagonal_is_the_diagonal_of_the_kernel():
     text = (EXAMPLES / "ntk_mlp.tp").read_text() + "out D[i] = ntk(f[i], f[i]) + sb2\n"
     res = tensorprog.evaluate(tensorprog.parse(text))

@@ -145,13 +145,15 @@ class Backward:
         ignores its argument (a Nonlin takes its width from a vector argument)."""
         el = self.el
         pars = sorted((s for s in total.free_symbols if s in el.leaf_of), key=lambda s: el.leaf_of[s].value.id)
-        family = bool(value.axes) or any(el.leaf_of[s].value.axes for s in pars)
+        family = bool(value.axes) or any(isinstance(t, str) for s in pars for t in el.leaf_of[s].index)
         axes = self.f.axes if family else ()
 
-        def arg(v):
-            return Arg(v, tuple(AxisRef(p) for p in range(len(v.axes))))
+        def arg(leaf):
+            """The leaf's member: f's own (a name: an axis reference) or a fixed one (an int)."""
+            lf = el.leaf_of[leaf]
+            return Arg(lf.value, tuple(AxisRef(self.names.index(t)) if isinstance(t, str) else t for t in lf.index))
 
-        vec_args, params = (arg(value),), tuple(arg(el.leaf_of[s].value) for s in pars)
+        vec_args, params = (arg(self.leaf(value)),), tuple(arg(s) for s in pars)
         fn = total.xreplace({s: PARAMS[k] for k, s in enumerate(pars)})
         key = CSE_KEY[Nonlin](Nonlin, axes, fn=fn, vec_args=vec_args, params=params)
         out = el.cse.get(key)
