@@ -52,6 +52,14 @@ def test_kernel_regime_backward_corrections_are_derived_zero():
         assert lim.zdot and not lim.nonzero_zdot(), name
 
 
+def test_mlp_relu_ntk_parametrization():
+    """examples/mlp_relu.tp's NTK (NTK parametrization, sb2 = 0.05) from its forward network with ntk(...)
+    (its NTK_SP is examples/ntk_mlp_sp.tp's, above)."""
+    hand = (EXAMPLES / "mlp_relu.tp").read_text()
+    data = re.search(r"^data X = (.*)$", hand, flags=re.M).group(1)
+    assert rel(value(generated_mlp("relu", 3, 2.0, 0.05, data), "NTK"), value(hand, "NTK")) < 1e-12
+
+
 @pytest.mark.parametrize("phi,kernels", [
     ("relu", lambda S: (on_pairs(relu_relu, S), on_pairs(step_step, S))),
     ("erf", lambda S: (on_pairs(erf_erf, S), on_pairs(erfp_erfp, S))),
