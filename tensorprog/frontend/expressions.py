@@ -13,6 +13,8 @@ from .. import functions as F
 from ..errors import did_you_mean, error
 from ..ir.core import WIDTH, Kind, Moment
 from . import ast, limits
+from .grad import grad_term, ntk_term
+from .train import gd_term
 from .terms import (DataT, ListT, MatT, Num, ScalT, VecT, WidthT, data_binop, data_dot, eval_sympy_numpy,
                     kind_name)
 
@@ -541,27 +543,14 @@ def _minmax(pick):
     return rule
 
 
-def _ntk(el, node, ctx):
-    from .grad import ntk_term
-    if ctx.data_only or ctx.fn_formals:
-        raise error(node.pos, "ntk(...) is not allowed here")
-    return ntk_term(el, node, [elaborate(el, a, ctx) for a in node.args], ctx)
-
-
-def _grad(el, node, ctx):
-    from .grad import grad_term
-    if ctx.data_only or ctx.fn_formals:
-        raise error(node.pos, "grad(...) is not allowed here")
-    if len(node.args) != 2:
-        raise error(node.pos, "grad takes a scalar family member and a vector: grad(f[i], x[i])")
-    return grad_term(el, node, [elaborate(el, a, ctx) for a in node.args], ctx)
-
-
-def _gd(el, node, ctx):
-    from .train import gd_term
-    if ctx.data_only or ctx.fn_formals:
-        raise error(node.pos, "gd(...) is not allowed here")
-    return gd_term(el, node, [elaborate(el, a, ctx) for a in node.args], ctx)
+def _program_transform(name, term):
+    """A call the compiler answers by writing instructions (``ntk``, ``grad``, ``gd``): its arguments are
+    elaborated and handed to ``term(el, node, args, ctx)``."""
+    def rule(el, node, ctx):
+        if ctx.data_only or ctx.fn_formals:
+            raise error(node.pos, f"{name}(...) is not allowed here")
+        return term(el, node, [elaborate(el, a, ctx) for a in node.args], ctx)
+    return rule
 
 
 def _no_call(msg):
@@ -572,8 +561,9 @@ def _no_call(msg):
 
 _SPECIAL = {
     "mean": _mean, "dot": _dot, "norm": _norm, "len": _len, "dim": _dim, "delta": _delta, "sum": _sum,
-    "softmax": _softmax, "min": _minmax(sympy.Min), "max": _minmax(sympy.Max), "ntk": _ntk, "grad": _grad,
-    "gd": _gd,
+    "softmax": _softmax, "min": _minmax(sympy.Min), "max": _minmax(sympy.Max),
+    "ntk": _program_transform("ntk", ntk_term), "grad": _program_transform("grad", grad_term),
+    "gd": _program_transform("gd", gd_term),
     "N": _no_call("N(mean, covariance) can only follow '~' in a matrix or vector declaration"),
     "load": _no_call('load("file") is only allowed in a data declaration: data X = load("x.npy")'),
 }

@@ -46,7 +46,7 @@ from ..ir.core import PARAMS, VEC_ARGS, WIDTH, Arg, AxisRef, InitMatrix, InitVec
 from ..ops.moment import Moment
 from ..ops.registry import BACKWARD, CSE_KEY
 from .scope import Ctx, FVar, Scope
-from .terms import DataT, MatT, Num, VecT, WidthT, width_limit
+from .terms import DataT, MatT, ScalT, VecT, WidthT, width_limit
 
 
 class Backward:
@@ -216,10 +216,9 @@ class Backward:
 
 def backward(el, f, pos):
     """The (cached) backward pass of the scalar family ``f``."""
-    cache = el.__dict__.setdefault("_backward", {})
-    if f.id not in cache:
-        cache[f.id] = Backward(el, f, pos)
-    return cache[f.id]
+    if f.id not in el.backward_passes:
+        el.backward_passes[f.id] = Backward(el, f, pos)
+    return el.backward_passes[f.id]
 
 
 # ------------------------------------------------------------------ the NTK
@@ -230,6 +229,17 @@ class _At:
 
     def __init__(self, pos):
         self.pos = pos
+
+
+def width_scalar(el, expr, ctx, pos, diverges):
+    """``expr`` (a number or a factor depending on n: a kernel term's or an update's scale) as a number or
+    an initial scalar, once its limit as n -> oo is known to be finite; else ``diverges(expr)`` is the error."""
+    if not expr.has(WIDTH):
+        return expr
+    lim = width_limit(expr)
+    if lim is None or not lim.is_finite:
+        raise error(pos, diverges(expr))
+    return el.as_scalar_leaf(WidthT(expr), ctx, _At(pos))
 
 
 def _family_member(el, t, node, what):
@@ -246,7 +256,6 @@ def _family_member(el, t, node, what):
 
 def ntk_term(el, node, args, ctx):
     """The ScalT expression of ``ntk(f[i], h[j])`` (see the module docstring)."""
-    from .terms import ScalT
     if len(args) != 2:
         raise error(node.pos, f"ntk takes two members of scalar families, e.g. ntk(f[i], f[j]); got {len(args)} "
                               "arguments")
@@ -258,7 +267,6 @@ def ntk_term(el, node, args, ctx):
         raise error(node.pos, "ntk(...) needs trained parameters: mark the initial matrices and vectors the "
                               "network trains with `param` (e.g. `param matrix W ~ N(0, 1/n)`)")
     A, B = backward(el, fa, node.pos), backward(el, fb, node.pos)
-    at = _At(node.pos)
 
     def rename(leaf, names):
         """The same member, under the statement's index names."""
@@ -269,12 +277,10 @@ def ntk_term(el, node, args, ctx):
         return el.emit_cw(Moment, x * y, ctx, node.pos)
 
     def factor(expr, param):
-        lim = width_limit(expr) if expr.has(WIDTH) else expr
-        if lim is None or not lim.is_finite:
-            raise error(node.pos, f"the NTK term of the parameter '{param.value.name}' (line {param.pos.line}) "
-                                  f"grows with the width: its factor {sympy.sstr(expr)} diverges as n -> oo; "
-                                  f"its rate or the output's scale is wrong for this parametrization")
-        return el.as_scalar_leaf(WidthT(expr) if expr.has(WIDTH) else Num(expr), ctx, at)
+        return width_scalar(el, expr, ctx, node.pos, lambda e: (
+            f"the NTK term of the parameter '{param.value.name}' (line {param.pos.line}) grows with the width: "
+            f"its factor {sympy.sstr(e)} diverges as n -> oo; its rate or the output's scale is wrong for this "
+            "parametrization"))
 
     total, touched = sympy.S.Zero, False
     blocks = {}
@@ -302,7 +308,7 @@ def ntk_term(el, node, args, ctx):
                 if abar is None or bbar is None:
                     continue
                 touched = True
-                cov = _cov_scalar(el, block, ka, kb, ia, ib, ctx, at)
+                cov = _cov_scalar(el, block, ka, kb, ia, ib, ctx, node.pos)
                 if cov == 0:
                     continue
                 f = factor(param.rate * sympy.sympify(ka.out.dim), param)
@@ -312,7 +318,7 @@ def ntk_term(el, node, args, ctx):
     return ScalT(total)
 
 
-def _cov_scalar(el, block, ka, kb, ia, ib, ctx, at):
+def _cov_scalar(el, block, ka, kb, ia, ib, ctx, pos):
     """C_kl(i, j) = Cov(p_k[i], p_l[j]) as a number or a data leaf over the statement's indices."""
     arr = block.cov(ka.member, kb.member)
     tags = (tuple(ia) if ka.out.axes else ()) + (tuple(ib) if kb.out.axes else ())
@@ -324,11 +330,13 @@ def _cov_scalar(el, block, ka, kb, ia, ib, ctx, at):
         k = len(tags) // 2
         letters = "abcdefghijklm"[:k]
         arr, tags = np.einsum(f"{letters}{letters}->{letters}", arr).copy(), tags[:k]
-    return el.as_scalar_leaf(DataT(arr, tags), ctx, at)
+    return el.as_scalar_leaf(DataT(arr, tags), ctx, _At(pos))
 
 
 def grad_term(el, node, args, ctx):
     """``grad(f[i], x[i])``: the vector n df_i/dx_i (the adjoint of x in f's backward pass)."""
+    if len(args) != 2:
+        raise error(node.pos, "grad takes a scalar family member and a vector: grad(f[i], x[i])")
     fa, ia = _family_member(el, args[0], node.args[0], Kind.SCALAR)
     t = args[1]
     lf = el.leaf_of.get(t.e) if isinstance(t, VecT) else None

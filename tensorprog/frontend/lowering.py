@@ -66,6 +66,8 @@ class Elaborator(Declarations, Outputs):
         self.outs: dict[str, _OutBuilder] = {}
         self.blocks = []
         self.params: dict = {}   # value id -> ParamInfo (`param` declarations)
+        self.backward_passes = {}  # f's value id -> its grad.Backward (ntk, grad)
+        self.trainings = {}        # (f's value id, labels, rate) -> train.Training (gd)
         # iterations unrolled so far, nested loops included: the limit is on the total, not per loop
         self.unrolled = 0
 

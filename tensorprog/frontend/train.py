@@ -27,10 +27,9 @@ import sympy
 from ..errors import error
 from ..ir.core import PARAMS, VEC_ARGS, WIDTH, AxisRef, InitMatrix, InitScalar, InitVector, Kind, MatMul, Nonlin
 from ..ops.moment import Moment
-from ..ops.scalar_fn import ScalarFn
-from .grad import Backward, _family_member
+from .grad import Backward, _At, _family_member, width_scalar
 from .scope import Ctx, FVar, Scope
-from .terms import DataT, ListT, MatT, Num, ScalT, VecT, WidthT, width_limit
+from .terms import DataT, ListT, MatT, Num, ScalT, VecT
 
 
 class Training:
@@ -165,24 +164,15 @@ class Training:
 
     def _width_free(self, expr, ins):
         """Width factors of an update (rates, variances times n) must have a limit: they become scalars."""
-        el = self.el
         if not expr.has(WIDTH):
             return expr
-        expr = sympy.expand(expr)
         out = sympy.S.Zero
-        for term in sympy.Add.make_args(expr):
+        for term in sympy.Add.make_args(sympy.expand(expr)):
             w, rest = term.as_independent(*[s for s in term.free_symbols if s != WIDTH], as_Add=False)
-            lim = width_limit(w) if w.has(WIDTH) else w
-            if lim is None or not lim.is_finite:
-                raise error(ins.pos, f"training diverges as n grows: an update of '{ins.out.name}' is scaled by "
-                                     f"{sympy.sstr(w)} (check the rates of the parameters)")
-            out += (el.as_scalar_leaf(WidthT(w), self.ctx, _At(ins.pos)) if w.has(WIDTH) else w) * rest
+            out += rest * width_scalar(self.el, w, self.ctx, ins.pos, lambda e: (
+                f"training diverges as n grows: an update of '{ins.out.name}' is scaled by {sympy.sstr(e)} "
+                "(check the rates of the parameters)"))
         return out
-
-
-class _At:
-    def __init__(self, pos):
-        self.pos = pos
 
 
 def gd_term(el, node, args, ctx):
@@ -209,9 +199,8 @@ def gd_term(el, node, args, ctx):
     t = args[3]
     if not isinstance(t, Num) or not t.v.is_integer or t.v < 0:
         raise error(node.args[3].pos, "the number of steps must be a non-negative integer")
-    cache = el.__dict__.setdefault("_training", {})
     key = (f.id, labels.tobytes(), args[2].v)
-    if key not in cache:
-        cache[key] = Training(el, f, labels, args[2].v, node.pos)
-    value = cache[key].at(int(t.v))
+    if key not in el.trainings:
+        el.trainings[key] = Training(el, f, labels, args[2].v, node.pos)
+    value = el.trainings[key].at(int(t.v))
     return ScalT(el.leaf(value, tuple(names)))
