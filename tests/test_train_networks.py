@@ -227,3 +227,11 @@ def test_bad_input_is_refused():
             train_mlp(X_MLP, Y, **{**kw, **change})
     with pytest.raises(ValueError, match="shape"):
         train_rnn(X_MLP, Y, width=4, multipliers={"W": 1, "U": 1, "v": 1}, eta=0.1, steps=1)
+
+
+def test_divergence_is_an_error_not_a_nan():
+    """A learning rate far beyond the stability edge of a linear network: f overflows within steps."""
+    with pytest.raises(FloatingPointError, match="diverged"):
+        with np.errstate(over="ignore", invalid="ignore"):
+            train_mlp(X_MLP, labels("squared", 1), width=8, depth=1, activation="identity",
+                      multipliers={"U": 1.0, "v": 1.0}, eta=1e3, steps=200)

@@ -304,6 +304,8 @@ def train(net, X, Y, *, eta, steps, loss="squared", batches=None, seed=0, init=N
     fs, losses, ks = [], [], []
     for s in range(steps + 1):
         f, cache = net.forward(params, X)
+        if not np.all(np.isfinite(f)):
+            raise FloatingPointError(f"the network diverged: f is not finite after step {s} (eta too large?)")
         fs.append(f)
         losses.append(loss_and_output_gradient(f[:n_train], Y, loss)[0])
         if kernels:
