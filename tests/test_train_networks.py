@@ -156,6 +156,25 @@ def test_a_schedule_is_steps_with_their_own_rates():
     np.testing.assert_allclose(both.kernels[0, 0], x1 @ x1.T / 12, rtol=0, atol=1e-14)
 
 
+def test_rnn_feature_kernels_and_mini_batches():
+    """Kernels of h_1..h_T by their definition h_t . h_t' / n at initialisation (h_1 = tanh(a_U U x_1),
+    h_2 = tanh(a_W W h_1 + a_U U x_2)); a step on the batch [2] moves f as a full-batch step on the
+    training set made of that row alone."""
+    a = {"W": 0.5, "U": 0.7, "v": 0.1}
+    Y = labels("squared", 1)
+    run = train_rnn(X_RNN, Y, width=10, multipliers=a, eta=0.2, steps=1, seed=4, batches=[[2]], kernels=True)
+    assert run.kernels.shape == (2, 3, len(X_RNN), len(X_RNN))
+    rng = np.random.default_rng(4)
+    W, U = rng.standard_normal((10, 10)), rng.standard_normal((10, 2))
+    h1 = np.tanh(0.7 * X_RNN[:, 0] @ U.T)
+    h2 = np.tanh(0.5 * h1 @ W.T + 0.7 * X_RNN[:, 1] @ U.T)
+    np.testing.assert_allclose(run.kernels[0, 0], h1 @ h1.T / 10, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(run.kernels[0, 1], h2 @ h2.T / 10, rtol=0, atol=1e-14)
+    order = [2, 0, 1, 3, 4]
+    alone = train_rnn(X_RNN[order], Y[2:3], width=10, multipliers=a, eta=0.2, steps=1, seed=4)
+    np.testing.assert_allclose(alone.f[1], run.f[1][order], rtol=0, atol=1e-13)
+
+
 # ------------------------------------------------------------------ (c) a closed form
 
 @pytest.mark.parametrize("schedule", ["constant", "varying"])
