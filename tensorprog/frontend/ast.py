@@ -52,6 +52,14 @@ class Call(Node):
 
 
 @dataclass(frozen=True)
+class Keyword(Node):
+    """``name = value`` among a call's arguments."""
+
+    name: str
+    value: Node
+
+
+@dataclass(frozen=True)
 class GenCall(Node):
     """``f(expr for i in domain, ...)``, e.g. ``sum(exp(s[c]) for c in 0..3)``."""
 

@@ -339,6 +339,10 @@ def _matmul(el, a, b, node, ctx):
 
 def _call(el, node, ctx):
     special = _SPECIAL.get(node.func)
+    if node.func not in _KEYWORDS:
+        for a in node.args:
+            if isinstance(a, ast.Keyword):
+                raise error(a.pos, f"{node.func} takes no keyword arguments ('{a.name} = ...')")
     if special is not None:
         return special(el, node, ctx)
     fn, arity = _resolve_function(el, node)
@@ -544,13 +548,30 @@ def _minmax(pick):
 
 
 def _program_transform(name, term):
-    """A call the compiler answers by writing instructions (``ntk``, ``grad``, ``gd``): its arguments are
-    elaborated and handed to ``term(el, node, args, ctx)``."""
+    """A call the compiler answers by writing instructions (``ntk``, ``grad``, ``gd``): its positional
+    arguments are elaborated and handed to ``term(el, node, args, ctx)``; keyword arguments (``gd`` only,
+    see _KEYWORDS) as ``keywords = {name: Keyword node}``, elaborated by the term as it needs them."""
     def rule(el, node, ctx):
         if ctx.data_only or ctx.fn_formals:
             raise error(node.pos, f"{name}(...) is not allowed here")
-        return term(el, node, [elaborate(el, a, ctx) for a in node.args], ctx)
+        args = [elaborate(el, a, ctx) for a in node.args if not isinstance(a, ast.Keyword)]
+        if name not in _KEYWORDS:
+            return term(el, node, args, ctx)
+        keywords = {}
+        for a in node.args:
+            if isinstance(a, ast.Keyword):
+                if a.name not in _KEYWORDS[name]:
+                    raise error(a.pos, f"{name} has no keyword argument '{a.name}'"
+                                       + did_you_mean(a.name, _KEYWORDS[name]))
+                if a.name in keywords:
+                    raise error(a.pos, f"keyword argument '{a.name}' given twice")
+                keywords[a.name] = a
+        return term(el, node, args, ctx, keywords)
     return rule
+
+
+#: The calls that take keyword arguments, and their keywords.
+_KEYWORDS = {"gd": ("loss", "batches", "value")}
 
 
 def _no_call(msg):
@@ -567,6 +588,11 @@ _SPECIAL = {
     "N": _no_call("N(mean, covariance) can only follow '~' in a matrix or vector declaration"),
     "load": _no_call('load("file") is only allowed in a data declaration: data X = load("x.npy")'),
 }
+
+
+def _misplaced_keyword(el, node, ctx):
+    raise error(node.pos, f"a keyword argument ('{node.name} = ...') is only allowed in "
+                          + ", ".join(f"{k}(...)" for k in _KEYWORDS))
 
 
 def _gencall(el, node, ctx):
@@ -599,6 +625,6 @@ def _listcomp(el, node, ctx):
 
 _RULES = {
     ast.Number: _number, ast.Name: _name, ast.String: _string, ast.BinOp: _binop_node, ast.Neg: _neg,
-    ast.Call: _call, ast.GenCall: _gencall, ast.ListLit: _list, ast.ListComp: _listcomp,
+    ast.Call: _call, ast.GenCall: _gencall, ast.Keyword: _misplaced_keyword, ast.ListLit: _list, ast.ListComp: _listcomp,
     ast.Subscript: _subscript, ast.Transpose: _transpose,
 }

@@ -435,7 +435,7 @@ class Elaborator(Declarations, Outputs):
                 if fv is None:
                     raise error(node.pos, f"index '{nm}' is not bound here")
                 fvs.append(fv)
-            arr = np.ascontiguousarray(t.arr, dtype=np.float64)
+            arr = np.array(t.arr, dtype=np.float64, order="C")     # (ascontiguousarray makes 0-d data 1-d)
             key = ("data", arr.tobytes(), arr.shape)
             if key not in self.width_scalars:
                 val = self.new_value(f"%{len(self.values)}", Kind.SCALAR, tuple(fv.axis for fv in fvs))

@@ -244,6 +244,7 @@ _RULES = {
        {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@", "pow": "^"}.items()},
     "neg": lambda pos, c: ast.Neg(pos, c[0]),
     "call": lambda pos, c: ast.Call(pos, str(c[0]), _present(c[1:]), _pos(pos.source, c[0])),
+    "keyword": lambda pos, c: ast.Keyword(pos, str(c[0]), c[1]),
     "gencall": lambda pos, c: ast.GenCall(pos, str(c[0]), c[1], c[2]),
     "list": lambda pos, c: ast.ListLit(pos, _present(c)),
     "listcomp": lambda pos, c: ast.ListComp(pos, c[0], c[1]),

@@ -1,25 +1,35 @@
 """Training in the limit: ``gd(f[k], Y, eta, t)``, the scalar family f after t steps of gradient descent.
 
-The training set is the first ``len(Y)`` members of f's data set (labels Y), the loss is
-L = 1/2 sum_i (f_i - Y_i)^2, and every trained parameter (``param``) moves in its standard
-coordinates theta at the rate r of its declaration, in the units of ``ntk`` (docs/ntk.md)::
+The training set is the first ``len(Y)`` members of f's data set (labels Y).  Step s uses the batch
+B_s (all training points, or ``batches = [[...], ...]``), the loss L_s = sum_{i in B_s} l(f_i, Y_i) and
+the learning rate eta_s (a number, or a list ``[eta_0, eta_1, ...]``: a schedule); every trained
+parameter (``param``) moves in its standard coordinates theta at the rate r of its declaration, in the
+units of ``ntk`` (docs/ntk.md)::
 
-    theta <- theta - n r eta dL/dtheta,     so that     f <- f - eta ntk(f, f_train) chi  (to first order)
+    theta <- theta - n r eta_s dL_s/dtheta,     so that     f <- f - eta_s ntk(f, f_B) chi  (to first order)
 
-with chi_i = f_i - Y_i.  After step s every matrix is its initial value plus rank-one updates and every
-vector parameter its initial value plus multiples of backward vectors (Tensor Programs IV), so the
-network at step s + 1 is a program over the *initial* weights, emitted by replaying f's forward
-instructions with::
+with chi_i = dl/df(f_i, Y_i): f_i - Y_i for the squared loss l = (f - y)^2 / 2 (the default), the
+derivative of a user function ``loss = ell`` (``fn ell(f, y) = ...``), or, for ``loss = softmax`` over
+the K outputs f^0..f^{K-1} (all members of the list that f[c] belongs to; integer labels),
+chi^c_i = softmax(f_i)^c - [Y_i = c] (cross-entropy l = logsumexp(f_i) - f_i^{Y_i}).
 
-    W_{s+1} y   = W_s y   - r eta s2 n rho_c sum_i chi_i sum_u left_{u,i} mean(right_{u,i} y)
-    W_{s+1}^T z = W_s^T z - r eta s2 n rho_r sum_i chi_i sum_u right_{u,i} mean(left_{u,i} z)
-    p_{s+1}[m]  = p_s[m]  - r eta sum_i chi_i sum_l C(p, p_l)(m, i) pbar_{l,i}
+After step s every matrix is its initial value plus rank-one updates and every vector parameter its
+initial value plus multiples of backward vectors (Tensor Programs IV), so the network at step s + 1
+is a program over the *initial* weights, emitted by replaying the outputs' forward instructions with::
 
-(s2 the entry variance of W; (left, right) the uses of W in step s's backward pass, df/dW = (1/n)
-sum_u left right^T; pbar = n df/dp).  Step s's backward pass differentiates f_s with every earlier
-update held constant (the gradient at W_s), and is emitted by frontend/grad.py.
+    W_{s+1} y   = W_s y   - r eta_s s2 n rho_c sum_{c,i} chi^c_i sum_u left^c_{u,i} mean(right^c_{u,i} y)
+    W_{s+1}^T z = W_s^T z - r eta_s s2 n rho_r sum_{c,i} chi^c_i sum_u right^c_{u,i} mean(left^c_{u,i} z)
+    p_{s+1}[m]  = p_s[m]  - r eta_s sum_{c,i} chi^c_i sum_l C(p, p_l)(m, i) pbar^c_{l,i}
+
+(s2 the entry variance of W; (left, right) the uses of W in the backward pass of f^c_s,
+df/dW = (1/n) sum_u left right^T; pbar = n df/dp).  Step s's backward passes differentiate f_s with
+every earlier update held constant (the gradient at W_s), and are emitted by frontend/grad.py.
+``value = h[k]`` returns any value the outputs depend on (a hidden vector, another scalar) after the
+steps instead of f: feature kernels after training are means of products of such values.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import sympy
@@ -27,61 +37,101 @@ import sympy
 from ..errors import error
 from ..ir.core import PARAMS, VEC_ARGS, WIDTH, AxisRef, InitMatrix, InitScalar, InitVector, Kind, MatMul, Nonlin
 from ..ops.moment import Moment
-from .grad import Backward, _At, _family_member, width_scalar
+from . import ast
+from .grad import Backward, _At, width_scalar
 from .scope import Ctx, FVar, Scope
 from .terms import DataT, ListT, MatT, Num, ScalT, VecT
 
 
-class Training:
-    """The steps of gradient descent on f (cached per (f, labels, eta) in the elaborator)."""
+@dataclass(frozen=True)
+class Loss:
+    """A per-point loss l(f_i, y_i) of the K outputs at a training point: ``chi(f, y)`` gives dl/df^c
+    (sympy expressions of the outputs' leaves f = [f^0, ...] and the label y) for c < K."""
 
-    def __init__(self, el, f, labels, eta, pos):
-        self.el, self.f, self.labels, self.eta, self.pos = el, f, labels, eta, pos
-        (axis,) = f.axes
-        self.name = f"@train{f.id}"
+    name: str
+    body: object = None          # user loss: its sympy body in ``formals``
+    formals: tuple = ()
+
+    def chi(self, f, y):
+        if self.name == "squared":
+            return [f[0] - sympy.nsimplify(float(y))]
+        if self.name == "softmax":
+            exps = [sympy.exp(fc) for fc in f]
+            total = sympy.Add(*exps)
+            return [e / total - (1 if c == int(y) else 0) for c, e in enumerate(exps)]
+        fv, yv = self.formals
+        d = sympy.diff(self.body, fv)
+        return [d.xreplace({fv: f[0], yv: sympy.nsimplify(float(y))})]
+
+
+class Training:
+    """The steps of gradient descent on the outputs fs (cached per training in the elaborator)."""
+
+    def __init__(self, el, fs, labels, etas, loss, batches, pos):
+        self.el, self.fs, self.labels, self.etas, self.loss, self.batches, self.pos = \
+            el, fs, labels, etas, loss, batches, pos
+        (axis,) = fs[0].axes
+        self.name = f"@train{fs[0].id}"
         self.ctx = Ctx(Scope(), pos)
         self.ctx.fvars = [FVar(self.name, axis, pos)]
         defining = {ins.out.id: ins for ins in el.instrs}
-        cone, stack = set(), [f.id]
+        cone, stack = set(), [f.id for f in fs]
         while stack:
             vid = stack.pop()
             if vid not in cone and vid in defining:
                 cone.add(vid)
                 stack.extend(v.id for v in defining[vid].inputs())
+        self.cone = cone
         self.template = [ins for ins in el.instrs if ins.out.id in cone]
         self.envs = [{vid: el.values[vid] for vid in cone}]      # step -> base value id -> its value
         self.current = [set(cone)]                                # step -> ids of that step's values
-        self.updates = []                                         # step -> (chi, matrix uses, vector terms)
+        self.updates = []                                         # step -> (matrix terms, vector terms)
         if not any(v in el.params for v in cone):
-            raise error(pos, f"gd({f.name}[...]): '{f.name}' depends on no trained parameter (`param`)")
+            names = ", ".join(f.name for f in fs)
+            raise error(pos, f"gd({fs[0].name}[...]): '{names}' depends on no trained parameter (`param`)")
 
-    def at(self, t):
-        """The value of f after t steps."""
+    def at(self, t, value_id):
+        """The value (base id ``value_id``) after t steps."""
         while len(self.envs) <= t:
             self._step(len(self.envs) - 1)
-        return self.envs[t][self.f.id]
+        return self.envs[t][value_id]
 
     # -------------------------------------------------------------- one step
 
     def _member(self, value, i):
         return self.el.leaf(value, (i,) if value.axes else ())
 
+    def _batch(self, s):
+        return self.batches[s] if self.batches is not None else range(len(self.labels))
+
     def _step(self, s):
+        """Step s's backward passes, chi and updates; then the forward replay giving step s + 1."""
         el = self.el
-        f_s = self.envs[s][self.f.id]
         frozen = frozenset(range(len(el.values))) - self.current[s]
-        bw = Backward(el, f_s, self.pos, frozen=frozen)
-        chi = [self._member(f_s, i) - sympy.nsimplify(float(y)) for i, y in enumerate(self.labels)]
-        uses, vectors = {}, {}
-        for ins in self.template:
-            if isinstance(ins, InitMatrix) and ins.out.id in el.params:
-                now = bw.uses.get(ins.out.id, ())
-                uses[ins.out.id] = [[(self._member(bw.value_of(l), i), self._member(bw.value_of(r), i))
-                                     for (l, r) in now] for i in range(len(chi))]
-            if isinstance(ins, InitVector) and ins.out.id in el.params:
-                leaf = bw.vector_adjoint(self.envs[s][ins.out.id])
-                vectors[ins.out.id] = None if leaf is None else bw.value_of(leaf)
-        self.updates.append((chi, uses, vectors))
+        outs = [self.envs[s][f.id] for f in self.fs]
+        grads = []                # per output: ({matrix id: [(left, right) values]}, {vector id: pbar value})
+        for f_s in outs:
+            bw = Backward(el, f_s, self.pos, frozen=frozen)
+            uses, pbars = {}, {}
+            for ins in self.template:
+                if isinstance(ins, InitMatrix) and ins.out.id in el.params:
+                    uses[ins.out.id] = [(bw.value_of(l), bw.value_of(r)) for (l, r) in bw.uses.get(ins.out.id, ())]
+                if isinstance(ins, InitVector) and ins.out.id in el.params:
+                    leaf = bw.vector_adjoint(self.envs[s][ins.out.id])
+                    if leaf is not None:
+                        pbars[ins.out.id] = bw.value_of(leaf)
+            grads.append((uses, pbars))
+        matrices, vectors = {}, {}       # parameter id -> [(chi, left_i, right_i)] / [(chi, i, pbar)]
+        for i in self._batch(s):
+            chis = self.loss.chi([self._member(f_s, i) for f_s in outs], self.labels[i])
+            for (uses, pbars), chi in zip(grads, chis):
+                if chi == 0:
+                    continue
+                for mid, pairs in uses.items():
+                    matrices.setdefault(mid, []).extend((chi, self._member(l, i), self._member(r, i)) for l, r in pairs)
+                for pid, pbar in pbars.items():
+                    vectors.setdefault(pid, []).append((chi, i, pbar))
+        self.updates.append((matrices, vectors))
         first = len(el.values)
         env = {}
         for ins in self.template:
@@ -120,45 +170,41 @@ class Training:
                          order=[self.name])
         return el.leaf_of[sym].value
 
-    def _rate(self, value):
-        return self.el.params[value.id].rate * self.eta
+    def _rate(self, value, s):
+        return self.el.params[value.id].rate * self.etas[s]
 
     def _matrix_correction(self, ins, x, s):
         """sum over steps r <= s of (W_{r+1} - W_r) x (or its transpose), as an expression."""
         el = self.el
         rows, cols = ins.matrix.dim
         init = next(i for i in self.template if i.out is ins.matrix)
-        coef = -self._rate(ins.matrix) * init.variance * WIDTH * (rows if ins.transposed else cols)
         total = sympy.S.Zero
-        for chi, uses, _ in self.updates[: s + 1]:
-            for i, pairs in enumerate(uses.get(ins.matrix.id, [])):
-                for left, right in pairs:
-                    out, inner = (right, left) if ins.transposed else (left, right)
-                    total += coef * chi[i] * out * el.emit_cw(Moment, inner * x, self.ctx, ins.pos)
+        for r, (matrices, _) in enumerate(self.updates[: s + 1]):
+            coef = -self._rate(ins.matrix, r) * init.variance * WIDTH * (rows if ins.transposed else cols)
+            for chi, left, right in matrices.get(ins.matrix.id, ()):
+                out, inner = (right, left) if ins.transposed else (left, right)
+                total += coef * chi * out * el.emit_cw(Moment, inner * x, self.ctx, ins.pos)
         return self._width_free(total, ins)
 
     def _vector_update(self, ins, s):
-        """p_{s+1} = p_s - r eta sum_i chi_i sum_l C(p, p_l)(m, i) pbar_{l,i}."""
+        """p_{s+1} = p_s - r eta_s sum_{c,i} chi^c_i sum_l C(p, p_l)(m, i) pbar^c_{l,i}."""
         el = self.el
         block = ins.block
         members = [m for m in self.template if isinstance(m, InitVector) and m.block is block]
-        chi, _, vectors = self.updates[s]
+        _, vectors = self.updates[s]
         prev = self.envs[s][ins.out.id]
         total = self.el.leaf(prev, (self.name,) if prev.axes else ())
-        rate = self._rate(ins.out)
+        rate = self._rate(ins.out, s)
         for other in members:
-            pbar = vectors.get(other.out.id)
-            if pbar is None:
-                continue
             cov = block.cov(ins.member, other.member)           # over (axes of p) + (axes of p_l)
-            for i in range(len(chi)):
+            for chi, i, pbar in vectors.get(other.out.id, ()):
                 c = cov[..., i] if other.out.axes else cov
                 if ins.out.axes:
                     c_leaf = el.as_scalar_leaf(DataT(np.ascontiguousarray(c, dtype=float), (self.name,)),
                                                self.ctx, _At(ins.pos))
                 else:
                     c_leaf = sympy.Float(float(c))
-                total += -rate * chi[i] * c_leaf * self._member(pbar, i)
+                total += -rate * chi * c_leaf * self._member(pbar, i)
         total = self._width_free(total, ins)
         return self._value(Nonlin, total, ins)
 
@@ -175,32 +221,144 @@ class Training:
         return out
 
 
-def gd_term(el, node, args, ctx):
-    """``gd(f[k], Y, eta, t)``: f at member k after t steps of gradient descent (module docstring)."""
+# ------------------------------------------------------------------ gd(...): the arguments
+
+def _numbers(t):
+    """The numbers of a list literal or 1-D data, else None."""
+    if isinstance(t, ListT) and all(isinstance(v, Num) for v in t.items):
+        return np.array([float(v.v) for v in t.items])
+    if isinstance(t, DataT) and t.arr.ndim == 1 and not t.tags:
+        return np.asarray(t.arr, dtype=float)
+    return None
+
+
+def _loss(el, keywords, node):
+    """The Loss named by ``loss = ...`` (default squared)."""
+    kw = keywords.get("loss")
+    if kw is None:
+        return Loss("squared")
+    if not isinstance(kw.value, ast.Name):
+        raise error(kw.value.pos, "loss must name a loss: squared, softmax, or a function ell(f, y) declared "
+                                  "with `fn`")
+    name = kw.value.id
+    if name in ("squared", "softmax"):
+        return Loss(name)
+    uf = el.fns.get(name)
+    if uf is None:
+        raise error(kw.value.pos, f"unknown loss '{name}': use squared, softmax, or a function ell(f, y) "
+                                  "declared with `fn`")
+    if len(uf.formals) != 2:
+        raise error(kw.value.pos, f"the loss function '{name}' must take two arguments, the output and the "
+                                  f"label: fn {name}(f, y) = ...; it takes {len(uf.formals)}")
+    return Loss(name, uf.body, tuple(uf.formals))
+
+
+def _outputs(el, node, f, loss):
+    """The outputs the loss is a function of: [f], or for softmax every member of f's list (f[c])."""
+    if loss.name != "softmax":
+        return [f]
+    base = node.args[0]
+    while isinstance(base, ast.Subscript):
+        base = base.base
+    entry = el.names.get(base.id) if isinstance(base, ast.Name) else None
+    if entry is None or list(entry.pattern).count("u") != 1 or len(entry.entries) < 2:
+        raise error(node.args[0].pos, "loss = softmax needs the K >= 2 outputs as one list over the classes, "
+                                      "e.g. f[c][k] with f[c][i] = ... for c in 0..K-1")
+    return [entry.entries[k] for k in sorted(entry.entries)]
+
+
+def _batches(el, keywords, n_train, steps, ctx):
+    kw = keywords.get("batches")
+    if kw is None:
+        return None
+    from .expressions import elaborate
+    t = elaborate(el, kw.value, ctx)
+    rows = None
+    if isinstance(t, ListT) and all(_numbers(b) is not None for b in t.items):
+        rows = [_numbers(b) for b in t.items]
+    elif isinstance(t, DataT) and t.arr.ndim == 2 and not t.tags:
+        rows = list(np.asarray(t.arr, dtype=float))
+    if rows is None:
+        raise error(kw.value.pos, "batches must be a list of lists of training-point numbers, one list per step")
+    if len(rows) < steps:
+        raise error(kw.value.pos, f"{steps} steps need {steps} batches, got {len(rows)}")
+    out = []
+    for b in rows:
+        if not len(b) or not np.all(b == np.round(b)) or b.min() < 0 or b.max() >= n_train or len(set(b)) != len(b):
+            raise error(kw.value.pos, f"each batch must list distinct training points 0..{n_train - 1} "
+                                      f"(the first len(Y) points), got {b.tolist()}")
+        out.append(tuple(int(i) for i in b))
+    return tuple(out)
+
+
+def gd_term(el, node, args, ctx, keywords):
+    """``gd(f[k], Y, eta, t[, loss = ..., batches = ..., value = ...])`` (module docstring)."""
     if len(args) != 4:
         raise error(node.pos, "gd takes f[k], the labels of the training points, the learning rate and the "
                               "number of steps: gd(f[k], Y, eta, t)")
-    f, names = _family_member(el, args[0], node.args[0], Kind.SCALAR)
+    lf = el.leaf_of.get(args[0].e) if isinstance(args[0], ScalT) else None
+    if lf is None or lf.value.kind != Kind.SCALAR or len(lf.index) != 1:
+        raise error(node.args[0].pos, "gd(f[k], ...): f[k] must be a member of a scalar family over one data set "
+                                      "(its first len(Y) points are the training set), e.g. f[k] or f[0]")
+    f, names = lf.value, lf.index
     if len(f.axes) != 1:
         raise error(node.args[0].pos, "gd(f[k], ...): f must be a family over one data set (its first "
                                       "len(Y) points are the training set)")
-    y = args[1]
-    if isinstance(y, ListT) and all(isinstance(v, Num) for v in y.items):
-        labels = np.array([float(v.v) for v in y.items])
-    elif isinstance(y, DataT) and y.arr.ndim == 1 and not y.tags:
-        labels = np.asarray(y.arr, dtype=float)
-    else:
+    loss = _loss(el, keywords, node)
+    labels = _numbers(args[1])
+    if labels is None:
         raise error(node.args[1].pos, "the labels must be a list of numbers (one per training point)")
     if not 1 <= len(labels) <= f.axes[0].size or not np.all(np.isfinite(labels)):
         raise error(node.args[1].pos, f"expected 1 to {f.axes[0].size} finite labels (the first points of "
                                       f"{f.axes[0].name} are the training set), got {len(labels)}")
-    if not isinstance(args[2], Num) or not args[2].v.is_positive:
-        raise error(node.args[2].pos, "the learning rate must be a positive number")
+    fs = _outputs(el, node, f, loss)
+    if loss.name == "softmax" and not (np.all(labels == np.round(labels)) and labels.min() >= 0
+                                       and labels.max() < len(fs)):
+        raise error(node.args[1].pos, f"softmax labels are classes 0..{len(fs) - 1}, one per training point")
     t = args[3]
     if not isinstance(t, Num) or not t.v.is_integer or t.v < 0:
         raise error(node.args[3].pos, "the number of steps must be a non-negative integer")
-    key = (f.id, labels.tobytes(), args[2].v)
+    steps = int(t.v)
+    if isinstance(args[2], Num):
+        if not args[2].v.is_positive:
+            raise error(node.args[2].pos, "the learning rate must be a positive number")
+        etas = _Constant(args[2].v)
+    else:
+        rates = _numbers(args[2])
+        if rates is None or not np.all(rates > 0) or not np.all(np.isfinite(rates)):
+            raise error(node.args[2].pos, "the learning rate must be a positive number or a list of them "
+                                          "(one per step)")
+        if len(rates) < steps:
+            raise error(node.args[2].pos, f"{steps} steps need {steps} learning rates, got {len(rates)}")
+        etas = tuple(sympy.nsimplify(float(r)) for r in rates)
+    batches = _batches(el, keywords, len(labels), steps, ctx)
+    key = (tuple(g.id for g in fs), labels.tobytes(), loss, etas, batches)
     if key not in el.trainings:
-        el.trainings[key] = Training(el, f, labels, args[2].v, node.pos)
-    value = el.trainings[key].at(int(t.v))
-    return ScalT(el.leaf(value, tuple(names)))
+        el.trainings[key] = Training(el, fs, labels, etas, loss, batches, node.pos)
+    return _result(el, el.trainings[key], steps, f, names, keywords, ctx)
+
+
+@dataclass(frozen=True)
+class _Constant:
+    """A constant learning rate: eta_s = eta for every step s."""
+
+    eta: object
+
+    def __getitem__(self, s):
+        return self.eta
+
+
+def _result(el, training, steps, f, names, keywords, ctx):
+    """f (or ``value = ...``) after the steps, as the statement's term."""
+    kw = keywords.get("value")
+    if kw is None:
+        return ScalT(el.leaf(training.at(steps, f.id), tuple(names)))
+    from .expressions import elaborate
+    t = elaborate(el, kw.value, ctx)
+    lf = el.leaf_of.get(t.e) if isinstance(t, (ScalT, VecT)) else None
+    if lf is None or lf.value.id not in training.cone:
+        raise error(kw.value.pos, "value must be a vector or scalar of the program that the trained outputs "
+                                  "depend on (e.g. a hidden layer h[k])")
+    value = training.at(steps, lf.value.id)
+    leaf = el.leaf(value, lf.index)
+    return VecT(leaf, value.dim) if lf.value.kind == Kind.VECTOR else ScalT(leaf)

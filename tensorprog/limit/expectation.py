@@ -26,7 +26,7 @@ from .. import functions as _functions  # noqa: F401  (registers the builtin non
 from .. import nonlinearities as NL
 from sympy import DiracDelta, Derivative
 
-from . import closed_forms, printers
+from . import closed_forms, dag, printers
 from ..ir.core import Formals
 from .symbols import (INDEX, Integral, SteinCoefficient, atom_of, atoms_in, distinct_subexpressions, index_symbols_in,
                       is_atom, is_qref, reindex)
@@ -39,17 +39,19 @@ class LimitError(Exception):
 def canonical(expr, axes):
     """Rename the index symbols of ``expr`` to i, j, ... in order: (renamed, their axes, original symbols)."""
     syms = index_symbols_in(expr)
-    canon = expr.xreplace({s: INDEX[k] for k, s in enumerate(syms) if s != INDEX[k]})
+    canon = dag.xreplace(expr, {s: INDEX[k] for k, s in enumerate(syms) if s != INDEX[k]})
     return canon, tuple(axes[INDEX.index(s)] for s in syms), syms
 
 
 def normalize(f):
     """Expand products inside function arguments, so equal integrands written differently share one key."""
+    expanded = {}
+
     def fix(e):
         if isinstance(e, sympy.Function) and not isinstance(e, sympy.core.function.AppliedUndef):
-            return e.func(*[sympy.expand_mul(a) if atoms_in(a) else a for a in e.args])
+            return e.func(*[dag.expand_mul(a, expanded) if atoms_in(a) else a for a in e.args])
         return e
-    return sympy.sympify(f).replace(lambda e: isinstance(e, sympy.Function), fix)
+    return dag.rebuild(f, fix)
 
 
 def expand_top(f):
@@ -75,7 +77,7 @@ def _hold_linear_combinations(f):
     # created in a canonical order: the placeholders' order decides the order of the terms, hence
     # of the quantities and of floating-point sums, which must not depend on the hash seed
     hold = {e: sympy.Dummy("held") for e in sorted(inside, key=sympy.default_sort_key)}
-    held = f.xreplace(hold)
+    held = dag.xreplace(f, hold)
     return held, {d: e for e, d in hold.items()}
 
 
@@ -134,8 +136,8 @@ class Expectations:
         total = []
         held, back = _hold_linear_combinations(g)
         for term in sympy.Add.make_args(expand_top(held)):
-            term = term.xreplace(back) if back else term
-            if term.has(DiracDelta) and vanishes_on_delta(term):
+            term = dag.xreplace(term, back)
+            if dag.has(term, DiracDelta) and vanishes_on_delta(term):
                 continue
             atoms = atoms_in(term)
             if not atoms:
@@ -174,14 +176,14 @@ class Expectations:
     def _evaluate_component(self, f, axes):
         F, variables, mean, cov = self.project(f, axes)
         closed = None
-        if not F.has(Derivative):
+        if not dag.has(F, Derivative):
             closed = closed_form(F, len(variables), mean, cov)
         if closed is not None:
             from .derive import is_cheap
             if is_cheap(closed):
                 return closed
             return self.owner.moment_quantity(closed, axes, f, method=_closed_form_name(F, len(variables)))
-        if F.has(DiracDelta):
+        if dag.has(F, DiracDelta):
             # Printed with the program's variable names (atoms print as Z[x], Ẑ[W@x]), never internal ids.
             raise LimitError(f"cannot integrate a Dirac delta numerically: E[{printers.text(f, {})}]")
         integral = Integral(F, tuple(variables), tuple(mean), cov)
@@ -223,7 +225,7 @@ class Expectations:
             # More forms than atoms (e.g. a + b/6 and b in one integrand): the atoms themselves
             # are the smaller set of variables.
             forms = {a: (U[k], (sympy.S.Zero, {a: sympy.S.One})) for k, a in enumerate(atoms)}
-            F = f.xreplace({a: v for a, (v, _) in forms.items()})
+            F = dag.xreplace(f, {a: v for a, (v, _) in forms.items()})
         variables = [v for v, _ in forms.values()]
         coeffs = [parts for _, parts in forms.values()]
         mean = [c0 + sum((w * self.owner.atom_mean(a) for a, w in ws.items()), sympy.S.Zero) for c0, ws in coeffs]
@@ -249,10 +251,10 @@ class Expectations:
         key = (f, atom)
         if key in self._derivative_memo:
             return self._derivative_memo[key]
-        d = sympy.diff(f, atom)
+        d = dag.diff(f, atom)
         if d == 0:
             out = (sympy.S.Zero, "derivative is 0", d)
-        elif not d.has(DiracDelta) and not d.has(Derivative):
+        elif not dag.has(d, DiracDelta, Derivative):
             out = (self.expect(d, axes), "derivative (sympy)", d)
         else:
             out = (self._stein(f, atom, axes), "Stein's lemma", d)
@@ -328,8 +330,8 @@ def _odd(F, d, mean):
     """E[F(u)] = 0 when u is centred and F(-u) = -F(u)."""
     if any(m != 0 for m in mean):
         return False
-    # Structural comparison only (no expand: integrands after training steps are large).
-    if (F.xreplace({U[k]: -U[k] for k in range(d)}) + F) != 0:
+    # Structural only (no expand: integrands after training steps are large).
+    if dag.parity(F, U[:d]) != dag.ODD:
         return False
     # An odd F with a non-integrable singularity (x^-1, tanh(x) x^-4) has no mean: the integrator refuses it.
     from ..numeric.singular import is_integrable

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import sympy
 from sympy.core.function import AppliedUndef
 
+from . import dag
+
 __all__ = ["INDEX", "index_symbol", "reindex", "Atom", "Quantity", "atoms_in", "qrefs_in", "index_symbols_in",
            "is_atom", "is_qref", "atom_of", "quantity_of", "new_atom", "new_quantity", "Integral", "Data",
            "SteinCoefficient"]
@@ -53,7 +55,7 @@ def index_symbol(p: int) -> sympy.Symbol:
 def reindex(expr, terms):
     """Substitute ``INDEX[p] -> terms[p]`` simultaneously (terms: index symbols or integers)."""
     mapping = {INDEX[p]: sympy.sympify(t) for p, t in enumerate(terms) if INDEX[p] != t}
-    return expr.xreplace(mapping) if mapping else expr
+    return dag.xreplace(expr, mapping) if mapping else expr
 
 
 # function name -> Atom / Quantity.  Keyed by name, not by the sympy class: hashing a class calls

@@ -529,9 +529,24 @@ def evaluate(target, method="auto", samples=1 << 20, seed=0, threads=None, defin
     """Evaluate the infinite-width limit of a program.
 
     ``target``: a LimitProgram, a Program, a path or program text.  ``method``: auto, closed,
-    series, quad or mc.  Returns :class:`~tensorprog.numeric.results.Results`.
+    series, quad or mc; or ``sampled``: no derivation, the Master Theorem's Z sampled instruction by
+    instruction (simulate/limit_sampler.py; for programs whose integrals are too large to derive, e.g.
+    several training steps), with 16 replicates of samples / 16 draws for the standard error.
+    Returns :class:`~tensorprog.numeric.results.Results`.
     """
     from ..limit.program import LimitProgram
+
+    if method == "sampled":
+        from ..simulate.limit_sampler import sample_limit
+        if isinstance(target, LimitProgram):
+            raise error(None, "method 'sampled' works on the program, not on its derived limit")
+        if not hasattr(target, "instructions"):
+            import tensorprog
+            target = tensorprog.parse(target, defines=defines)
+        t0 = time.perf_counter()
+        results = sample_limit(target, samples=samples, seed=seed)
+        results.timings["total"] = time.perf_counter() - t0
+        return results
 
     if threads is not None:
         import numba
@@ -542,7 +557,7 @@ def evaluate(target, method="auto", samples=1 << 20, seed=0, threads=None, defin
 
         target = tensorprog.derive(target, defines=defines)
     if method not in ("auto", "closed", "series", "quad", "mc"):
-        raise error(None, f"unknown method '{method}' (use auto, closed, series, quad or mc)")
+        raise error(None, f"unknown method '{method}' (use auto, closed, series, quad, mc or sampled)")
     t0 = time.perf_counter()
     results = Evaluator(target, method, samples, seed, backend, progress).run()
     results.timings["total"] = time.perf_counter() - t0

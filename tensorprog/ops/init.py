@@ -11,7 +11,7 @@ import sympy
 from ..errors import error
 from ..ir.core import WIDTH, GaussianBlock, Instr, Kind
 from .registry import (BACKWARD, CHECK, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING, MEMORY,
-                       SIMULATE, SIMULATE_PREPARE, nothing)
+                       SAMPLE_LIMIT, SIMULATE, SIMULATE_PREPARE, nothing)
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,16 +103,19 @@ def _cov_init_vector(d, a, b, axes):
                        ia.out.axes + ib.out.axes, f"Cov({d.name(ia.out)}, {d.name(ib.out)})", ia)
 
 
-@DERIVE.register(InitMatrix)
-def _derive_init_matrix(d, ins: InitMatrix):
+def sigma2_of(ins: InitMatrix):
     """sigma^2 = lim_n variance(n) * fan_in(n)."""
-    from ..limit.expectation import LimitError
     rows, cols = ins.out.dim
     s2 = sympy.limit(ins.variance * cols * WIDTH, WIDTH, sympy.oo)
     if not s2.is_finite or not s2.is_real:
-        raise LimitError(f"the entry variance {ins.variance} times the fan-in {cols}n diverges as n -> oo; "
-                         "write the variance as sigma^2/n")
-    d.sigma2[ins.out.id] = s2
+        raise error(ins.pos, f"the entry variance {ins.variance} times the fan-in {cols}n diverges as n -> oo; "
+                             "write the variance as sigma^2/n")
+    return s2
+
+
+@DERIVE.register(InitMatrix)
+def _derive_init_matrix(d, ins: InitMatrix):
+    d.sigma2[ins.out.id] = sigma2_of(ins)
 
 
 @DERIVE.register(InitScalar)
@@ -153,6 +156,12 @@ def _simulate_init_matrix(sim, ins: InitMatrix, env, sizes, width, rng, pool):
     env[v.id] = _sample_matrix(rng, *sizes[v.id], np.sqrt(variance), pool)
 
 
+# Sampling the limit: no matrix (its Gaussian groups are drawn by MatMul's rule); vectors and scalars as in
+# a simulation at n = samples, scalars at their limit (the sampler's _at_width).
+SAMPLE_LIMIT.register(InitMatrix)(nothing)
+
+
+@SAMPLE_LIMIT.register(InitVector)
 @SIMULATE.register(InitVector)
 def _simulate_init_vector(sim, ins: InitVector, env, sizes, width, rng, pool):
     """The whole block's live members, drawn jointly when its first member is reached."""
@@ -161,6 +170,7 @@ def _simulate_init_vector(sim, ins: InitVector, env, sizes, width, rng, pool):
         sim._sample_block(members, env, sizes, rng)
 
 
+@SAMPLE_LIMIT.register(InitScalar)
 @SIMULATE.register(InitScalar)
 def _simulate_init_scalar(sim, ins: InitScalar, env, sizes, width, rng, pool):
     grid = tuple(a.size for a in ins.out.axes)

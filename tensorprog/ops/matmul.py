@@ -15,7 +15,7 @@ import sympy
 
 from ..ir.core import Arg, Instr, Kind, Value
 from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING,
-                       MEMORY, SIMULATE, SIMULATE_PREPARE, nothing)
+                       MEMORY, SAMPLE_LIMIT, SIMULATE, SIMULATE_PREPARE, nothing)
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,6 +145,22 @@ def _simulate_matmul(sim, ins: MatMul, env, sizes, width, rng, pool):
     flat = np.broadcast_to(x, grid + (cols,)).reshape(-1, cols)
     y = flat @ (w_mat if ins.transposed else w_mat.T)
     env[ins.out.id] = y.reshape(grid + (y.shape[-1],))
+
+
+@SAMPLE_LIMIT.register(MatMul)
+def _sample_matmul(sampler, ins: MatMul, env, sizes, samples, rng, pool):
+    """Draws of Z^{Wx} = Zhat^{Wx} + s sum_k Z^{y_k} E[dZ^x / dZhat^{W^T y_k}] (simulate/limit_sampler.py):
+    Zhat from W's group given its earlier draws, the correction from the partner group by Stein's lemma."""
+    from ..simulate.simulator import _gather
+    grid = tuple(a.size for a in ins.out.axes)
+    x = _gather(env[ins.arg.value.id], ins.arg.index, grid, vector=True)
+    flat = np.ascontiguousarray(np.broadcast_to(x, grid + (samples,)).reshape(-1, samples))
+    rows, cols = ins.matrix.dim
+    rho = float(sympy.nsimplify(rows / cols))
+    own = sampler.group(ins.matrix, ins.transposed, rho)
+    partner = sampler.group(ins.matrix, not ins.transposed, rho)
+    z = own.draw(flat, rng) + own.scale * partner.stein_combination(flat)
+    env[ins.out.id] = z.reshape(grid + (samples,))
 
 
 @MEMORY.register(MatMul)

@@ -8,8 +8,8 @@ import numpy as np
 
 from ..ir.core import Kind
 from . import coordinatewise as cw
-from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SIMULATE,
-                       SIMULATE_PREPARE)
+from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SAMPLE_LIMIT,
+                       SIMULATE, SIMULATE_PREPARE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +32,7 @@ def _derive_moment(d, ins: Moment):
 SIMULATE_PREPARE.register(Moment)(cw.prepare)
 
 
+@SAMPLE_LIMIT.register(Moment)   # the limit's samples are coordinates too
 @SIMULATE.register(Moment)
 def _simulate_moment(sim, ins: Moment, env, sizes, width, rng, pool):
     """(1/n_x) sum_alpha fn(...), n_x the width of its vectors, summed in slices of the width axis."""

@@ -8,8 +8,8 @@ import numpy as np
 
 from ..ir.core import Kind
 from . import coordinatewise as cw
-from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SIMULATE,
-                       SIMULATE_PREPARE)
+from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SAMPLE_LIMIT,
+                       SIMULATE, SIMULATE_PREPARE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +32,7 @@ def _derive_nonlin(d, ins: Nonlin):
 SIMULATE_PREPARE.register(Nonlin)(cw.prepare)
 
 
+@SAMPLE_LIMIT.register(Nonlin)   # the limit's samples are coordinates too
 @SIMULATE.register(Nonlin)
 def _simulate_nonlin(sim, ins: Nonlin, env, sizes, width, rng, pool):
     """y_alpha = fn(x0_alpha, ...; p0, ...), in slices of the width axis."""

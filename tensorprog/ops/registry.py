@@ -49,6 +49,9 @@ GAUSSIAN_MEAN = RuleTable("gaussian_mean", "(deriver, atom) -> E of an atom crea
 GAUSSIAN_COV = RuleTable("gaussian_cov", "(deriver, a, b, axes) -> Cov of two atoms of one group of this op")
 SIMULATE_PREPARE = RuleTable("simulate_prepare", "(simulator, ins) -> None; once per program")
 SIMULATE = RuleTable("simulate", "(simulator, ins, env, sizes, width, rng, pool) -> None; sets env[ins.out.id]")
+SAMPLE_LIMIT = RuleTable("sample_limit", "(sampler, ins, env, sizes, samples, rng, pool) -> None; sets env[ins.out.id] to "
+                                         "samples of its limit Z (vectors) or its limit (scalars): "
+                                         "simulate/limit_sampler.py")
 MEMORY = RuleTable("memory", "(simulator, ins, nbytes, sizes, born) -> (bytes made live, temporary bytes)")
 LISTING = RuleTable("listing", "ins -> the body of its line in the program listing")
 DESCRIBE = RuleTable("describe", "(ins, arg_text, show) -> readable text (arg_text(arg, show) names an argument), "
@@ -59,7 +62,7 @@ BACKWARD = RuleTable("backward", "(bw, ins) -> None; reverse mode: adds the cont
 
 #: Every interpretation an instruction class must have a rule for.  (CSE_KEY only for ops the front
 #: end shares, GAUSSIAN_MEAN / GAUSSIAN_COV only for ops whose derive rule creates Gaussian atoms.)
-INTERPRETATIONS = (CHECK, DERIVE, SIMULATE_PREPARE, SIMULATE, MEMORY, LISTING, DESCRIBE, EDGES, BACKWARD)
+INTERPRETATIONS = (CHECK, DERIVE, SIMULATE_PREPARE, SIMULATE, SAMPLE_LIMIT, MEMORY, LISTING, DESCRIBE, EDGES, BACKWARD)
 
 
 def interpret(table: RuleTable, instructions, owner, *extra, errors=(), message=None):

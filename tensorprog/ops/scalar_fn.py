@@ -6,8 +6,8 @@ from typing import ClassVar
 
 from ..ir.core import Kind
 from . import coordinatewise as cw
-from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SIMULATE,
-                       SIMULATE_PREPARE)
+from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SAMPLE_LIMIT,
+                       SIMULATE, SIMULATE_PREPARE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,6 +30,7 @@ def _derive_scalar_fn(d, ins: ScalarFn):
 SIMULATE_PREPARE.register(ScalarFn)(cw.prepare)
 
 
+@SAMPLE_LIMIT.register(ScalarFn)   # the limit's samples are coordinates too
 @SIMULATE.register(ScalarFn)
 def _simulate_scalar_fn(sim, ins: ScalarFn, env, sizes, width, rng, pool):
     env[ins.out.id] = cw.scalar_values(sim, ins, env, tuple(a.size for a in ins.out.axes))

@@ -32,7 +32,7 @@ from ..errors import error
 from ..memory import available_memory
 from ..progress import Progress
 from ..ir.core import WIDTH, AxisRef, Kind
-from ..ops.registry import MEMORY, SIMULATE, SIMULATE_PREPARE, interpret
+from ..ops.registry import MEMORY, SIMULATE, SIMULATE_PREPARE, RuleTable, interpret
 
 __all__ = ["Simulator", "Simulation", "Progress", "simulate", "trace", "estimate_memory", "available_memory"]
 
@@ -58,6 +58,8 @@ def _gib(nbytes):
 class Simulator:
     """A program prepared for execution at any width: compiled functions, block membership,
     last uses.  ``run(width, seed, seed_index)`` executes it once and returns the outputs."""
+
+    table: RuleTable = SIMULATE     # the interpretation ``run`` executes
 
     def __init__(self, program):
         if not hasattr(program, "instructions"):
@@ -178,7 +180,7 @@ class Simulator:
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(width), int(seed_index)])))
         env = {}
         with np.errstate(all="ignore"):
-            for i, ins, _ in interpret(SIMULATE, self.instructions, self, env, sizes, int(width), rng, pool):
+            for i, ins, _ in interpret(self.table, self.instructions, self, env, sizes, int(width), rng, pool):
                 if not keep_all:
                     for u in ins.inputs():
                         if self.last_use[u.id] == i and u.id not in self.output_ids:
