@@ -233,6 +233,11 @@ def cmd_eval(args):
         check_output_path(args.out, (".npz", ".json"), "--out")
     t0 = time.perf_counter()
     program = load_program(args)
+    from .numeric.evaluate import SAMPLE_FROM_STEPS
+    if args.method == "auto" and program.training_steps >= SAMPLE_FROM_STEPS:
+        print(f"note: {program.training_steps} training steps: sampling the limit (--method sampled); "
+              "--method quad or mc derives and integrates it instead (slow)", file=sys.stderr)
+        args.method = "sampled"
     limit = program if args.method == "sampled" else derive(program)
     res = evaluate(limit, method=args.method, samples=args.samples, seed=args.seed, threads=args.threads,
                    progress=True)

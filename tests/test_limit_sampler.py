@@ -101,3 +101,16 @@ def test_bad_sampling_arguments(replicates, samples, message):
 def test_diverging_scalar_is_refused():
     with pytest.raises(tensorprog.TPError, match="no finite limit"):
         sample_limit("scalar c = n\nvector x ~ N(0, 1)\nout s = mean(c * x^2)\n", samples=1 << 10)
+
+
+def test_auto_samples_a_program_with_several_training_steps():
+    """Two gd steps of a one-hidden-layer network: auto samples (SAMPLE_FROM_STEPS = 2); the result agrees
+    with the derived and integrated limit (method quad) within 4 standard errors."""
+    src = ("data X = [[1, 0.5], [0.2, 1]]\nparam vector h[i] ~ N(0, dot(X[i], X[i']) / dim(X))\n"
+           "param vector v ~ N(0, 1)\nf[i] = mean(v * tanh(h[i]))\nout F[k] = gd(f[k], [1], 1.0, 2)\n")
+    prog = tensorprog.parse(src)
+    assert prog.training_steps == 2
+    sampled = tensorprog.evaluate(prog, samples=SAMPLES)["F"]
+    exact = tensorprog.evaluate(prog, method="quad")["F"]
+    assert sampled.method.startswith("sampled") and not exact.method.startswith("sampled")
+    assert within(sampled, exact.value, bias=exact.error)[0], within(sampled, exact.value)[1]

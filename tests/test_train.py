@@ -92,6 +92,58 @@ def test_bad_input_is_a_clear_error(tmp_path, line, where):
     assert f"prog.tp:{row}:{col}: error:" in r.stderr and msg in r.stderr, r.stderr
 
 
+KEYWORD_BAD = [
+    ("unknown-loss", "out F[k] = gd(f[k], [1], 1.0, 1, loss = hinge)\n", (7, 41, "unknown loss 'hinge'")),
+    ("loss-not-a-name", "out F[k] = gd(f[k], [1], 1.0, 1, loss = 2)\n", (7, 41, "loss must name a loss")),
+    ("loss-arity", "fn ell(f) = f^2\nout F[k] = gd(f[k], [1], 1.0, 1, loss = ell)\n",
+     (8, 41, "must take two arguments")),
+    ("softmax-one-output", "out F[k] = gd(f[k], [0], 1.0, 1, loss = softmax)\n", (7, 15, "K >= 2 outputs")),
+    ("unknown-keyword", "out F[k] = gd(f[k], [1], 1.0, 1, lr = 2)\n", (7, 34, "gd has no keyword argument 'lr'")),
+    ("keyword-twice", "out F[k] = gd(f[k], [1], 1.0, 1, loss = squared, loss = squared)\n",
+     (7, 50, "given twice")),
+    ("keyword-elsewhere", "out F[k] = tanh(f[k], a = 1)\n", (7, 23, "tanh takes no keyword arguments")),
+    ("few-batches", "out F[k] = gd(f[k], [1, 2], 1.0, 2, batches = [[0]])\n", (7, 47, "2 steps need 2 batches")),
+    ("batch-out-of-range", "out F[k] = gd(f[k], [1], 1.0, 1, batches = [[1]])\n",
+     (7, 44, "distinct training points 0..0")),
+    ("short-schedule", "out F[k] = gd(f[k], [1], [1.0], 2)\n", (7, 26, "2 steps need 2 learning rates")),
+    ("bad-schedule", "out F[k] = gd(f[k], [1], [1.0, -1], 2)\n", (7, 26, "positive number or a list")),
+    ("value-outside", "vector z ~ N(0, 1)\nout F = gd(f[0], [1], 1.0, 1, value = z)\n",
+     (8, 39, "value must be a vector or scalar of the program that the trained outputs depend on")),
+    ("not-a-member", "out F = gd(mean(v), [1], 1.0, 1)\n", (7, 12, "must be a member of a scalar family")),
+]
+
+
+@pytest.mark.parametrize("line,where", [c[1:] for c in KEYWORD_BAD], ids=[c[0] for c in KEYWORD_BAD])
+def test_bad_training_options_are_clear_errors(tmp_path, line, where):
+    """(In-process: the exit code 2 path is the same TPError, checked by subprocess above.)"""
+    path = tmp_path / "prog.tp"
+    path.write_text("\n".join(ONE_STEP.strip().splitlines()[:6]) + "\n" + line)
+    with pytest.raises(tensorprog.TPError) as e:
+        tensorprog.parse(path)
+    row, col, msg = where
+    assert f"prog.tp:{row}:{col}: error:" in str(e.value) and msg in str(e.value), str(e.value)
+
+
+def test_logistic_loss_first_step_is_the_squared_loss_step_with_half_labels():
+    """A user loss l(f, y) = log(1 + exp(-y f)) has chi = dl/df = -y / (1 + exp(y f)); in muP f = 0 at
+    initialisation, so the first step's chi is -y/2: the squared-loss step with labels y/2 (chi = f - y/2)."""
+    res = tensorprog.evaluate(tensorprog.parse(        # a one-hidden-layer (mean-field) network: low dimension
+        "data X = [[1, 0.5, -0.5], [0.2, 1, 0.4]]\nparam vector h[i] ~ N(0, dot(X[i], X[i']) / dim(X))\n"
+        "param vector v ~ N(0, 1)\nf[i] = mean(v * tanh(h[i]))\nfn ell(f, y) = log(1 + exp(-y * f))\n"
+        "out G[k] = gd(f[k], [1], 2.0, 1, loss = ell)\nout F[k] = gd(f[k], [0.5], 2.0, 1)\n"))
+    logistic, squared = res["G"], res["F"]
+    assert np.all(np.abs(logistic.value - squared.value) <= 1e-10 + logistic.error + squared.error)
+    assert np.abs(logistic.value).max() > 0.05                # the step moved f
+
+
+def test_a_data_element_in_a_program_expression():
+    """Regression: Y[1] of 1-D data is a number inside a program expression (was refused as a data scalar
+    of the wrong shape)."""
+    res = tensorprog.evaluate(tensorprog.parse("data Y = [1.0, -1.0]\nvector x ~ N(0, 1)\n"
+                                               "out s[t] = mean(x^2) - Y[t] for t in 0..1\n"))["s"]
+    assert res.value.tolist() == [0.0, 2.0]
+
+
 def test_training_an_output_without_parameters_is_refused(tmp_path):
     path = tmp_path / "prog.tp"
     path.write_text("data X = [[1], [2]]\nvector g[i] ~ N(0, dot(X[i], X[i']))\nf[i] = mean(tanh(g[i]))\n"

@@ -110,7 +110,8 @@ def _parse(path_or_text, defines, name):
         module = parse_source(source)
         el = Elaborator(source, defs, base)
         outputs = el.run(module)
-        prog = Program(source, el.instrs, outputs, consts=el.consts, data=el.data, axes=el.axes, widths=el.widths)
+        prog = Program(source, el.instrs, outputs, consts=el.consts, data=el.data, axes=el.axes, widths=el.widths,
+                       training_steps=max((len(t.envs) - 1 for t in el.trainings.values()), default=0))
         check_program(prog)
         return prog
     return _with_deep_stack(work, source)

@@ -524,6 +524,11 @@ def _method_label(methods):
     return " + ".join(found) if found else "closed form"
 
 
+#: ``auto`` samples the limit (method ``sampled``) of a Program that unrolls this many training steps or
+#: more: deriving its integrals grows too fast with the steps (bench/bench_train.py).
+SAMPLE_FROM_STEPS = 2
+
+
 def evaluate(target, method="auto", samples=1 << 20, seed=0, threads=None, defines=None, backend="auto",
              progress=None):
     """Evaluate the infinite-width limit of a program.
@@ -531,11 +536,14 @@ def evaluate(target, method="auto", samples=1 << 20, seed=0, threads=None, defin
     ``target``: a LimitProgram, a Program, a path or program text.  ``method``: auto, closed,
     series, quad or mc; or ``sampled``: no derivation, the Master Theorem's Z sampled instruction by
     instruction (simulate/limit_sampler.py; for programs whose integrals are too large to derive, e.g.
-    several training steps), with 16 replicates of samples / 16 draws for the standard error.
+    several training steps), with 16 replicates of samples / 16 draws for the standard error.  ``auto``
+    samples a Program that unrolls SAMPLE_FROM_STEPS or more training steps.
     Returns :class:`~tensorprog.numeric.results.Results`.
     """
     from ..limit.program import LimitProgram
 
+    if method == "auto" and getattr(target, "training_steps", 0) >= SAMPLE_FROM_STEPS:
+        method = "sampled"
     if method == "sampled":
         from ..simulate.limit_sampler import sample_limit
         if isinstance(target, LimitProgram):
@@ -544,7 +552,7 @@ def evaluate(target, method="auto", samples=1 << 20, seed=0, threads=None, defin
             import tensorprog
             target = tensorprog.parse(target, defines=defines)
         t0 = time.perf_counter()
-        results = sample_limit(target, samples=samples, seed=seed)
+        results = sample_limit(target, samples=samples, seed=seed, progress=progress)
         results.timings["total"] = time.perf_counter() - t0
         return results
 

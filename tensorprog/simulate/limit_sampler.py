@@ -23,10 +23,14 @@ error = std / sqrt(R).
 """
 from __future__ import annotations
 
+import sys
+from collections import Counter
+
 import numpy as np
 import sympy
 
 from ..errors import error
+from ..progress import Progress
 from ..ir.core import WIDTH, InitMatrix, Kind
 from ..ops.registry import SAMPLE_LIMIT
 from .simulator import Simulator
@@ -135,10 +139,11 @@ class LimitSampler(Simulator):
         return super().run(width, seed, seed_index, keep_all=keep_all, pool=pool)
 
 
-def sample_limit(program, samples=1 << 20, replicates=16, seed=0):
+def sample_limit(program, samples=1 << 20, replicates=16, seed=0, progress=None):
     """The limit of every output by sampling the Master Theorem's Z: :class:`Results` with value = the
     mean of ``replicates`` independent estimates of ``samples // replicates`` draws each and error =
-    their standard error.  ``program``: a Program, a path or program text."""
+    their standard error.  ``program``: a Program, a path or program text.  ``progress``: True for a
+    summary line (instructions, draws, memory) and a progress bar with its time estimate on stderr."""
     from ..numeric.results import OutputResult, Results
     if int(replicates) != replicates or replicates < 2:
         raise error(None, f"replicates must be an integer >= 2 (a standard error needs two), got {replicates}")
@@ -146,8 +151,21 @@ def sample_limit(program, samples=1 << 20, replicates=16, seed=0):
     if per < 2:
         raise error(None, f"{samples} samples cannot be split into {replicates} replicates of >= 2 draws")
     sampler = LimitSampler(program)
-    sampler.check_memory(per)
-    runs = [sampler.run(per, seed, r) for r in range(int(replicates))]
+    need = sampler.check_memory(per)
+    if progress:
+        counts = Counter(type(ins).__name__ for ins in sampler.instructions)
+        print(f"sampling the limit: {len(sampler.instructions)} instructions ("
+              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"), {replicates} replicates x {per} "
+              f"draws, about {need / 2 ** 20:.0f} MiB", file=sys.stderr)
+    bar = progress if isinstance(progress, Progress) else Progress(replicates, enabled=bool(progress), name="sample")
+    runs = []
+    try:
+        for r in range(int(replicates)):
+            runs.append(sampler.run(per, seed, r))
+            bar.advance(1, f"replicate {r + 1}/{replicates}")
+    finally:
+        if not isinstance(progress, Progress):
+            bar.close()
     label = f"sampled Master Theorem ({replicates} x {per} draws)"
     outputs = {}
     for o in sampler.program.outputs:
