@@ -27,11 +27,14 @@ def derive(program, defines=None):
     return _derive(program)
 
 
-def evaluate(program, method="auto", samples=1 << 20, seed=0, threads=None, defines=None, progress=None):
+def evaluate(program, method="auto", samples=None, seed=0, threads=None, defines=None, progress=None):
     """Numbers for the limit of a program (a LimitProgram, Program, path or text).
 
     Returns :class:`~tensorprog.numeric.results.Results`: ``res["K"].value``, ``.error`` (error
-    estimate or standard error), ``.method``.  ``method``: auto, closed, series, quad or mc.
+    estimate or standard error), ``.method``.  ``method``: auto, closed, series, quad, mc, or sampled
+    (no derivation: the limit's Z drawn instruction by instruction; auto's choice for programs that
+    unroll 2+ training steps).  ``samples``: per Monte Carlo expectation (default 2^20), or draws in
+    total for sampled (default 2^18).
     """
     from .numeric.evaluate import evaluate as _evaluate
 

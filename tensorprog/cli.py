@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how to evaluate expectations without a closed form (default: auto); 'sampled': "
                         "skip the derivation and sample the limit's Z directly (Monte Carlo of the Master "
                         "Theorem, for programs too large to derive, e.g. several training steps)")
-    p.add_argument("--samples", type=int, default=1 << 20, help="Monte Carlo samples per expectation")
+    p.add_argument("--samples", type=int, default=None,
+                   help="Monte Carlo samples per expectation (default 2^20), or draws in total for --method "
+                        "sampled (default 2^18)")
     p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (results do not depend on --threads)")
     p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -223,9 +225,10 @@ def cmd_eval(args):
     from .limit.derive import derive
     from .numeric.evaluate import evaluate
 
-    if args.samples <= 0:
+    if args.samples is not None and args.samples <= 0:
         raise error(None, "--samples must be positive")
-    _check_range(args.samples, 2, MAX_SAMPLES, "--samples", " (a standard error needs two samples)")
+    if args.samples is not None:
+        _check_range(args.samples, 2, MAX_SAMPLES, "--samples", " (a standard error needs two samples)")
     _check_range(args.seed, 0, MAX_SEED - 1, "--seed")
     if args.threads is not None:
         _check_range(args.threads, 1, 4096, "--threads")
