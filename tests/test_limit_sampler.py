@@ -59,6 +59,16 @@ out b = mean(g * g)
     assert within(res["b"], 0.75)[0], within(res["b"], 0.75)[1]
 
 
+def test_rectangular_matrix_scales_the_transpose_by_rho():
+    """W: 2n x n, variance 1/n (sigma^2 = 1), rho = 2 for W^T: Z^g = Zhat^{W^T relu(h)} + 2 Z^x E[relu'(h)], so
+    mean(g x) -> 2 * 1/2 = 1 and mean(g^2) -> 2 E[relu(h)^2] + (2 * 1/2)^2 = 2."""
+    src = "vector x ~ N(0, 1)\nmatrix W : (2*n, n) ~ N(0, 1/n)\ng = W.T @ relu(W @ x)\nout a = mean(g * x)\n" \
+          "out b = mean(g * g)\n"
+    res = sample_limit(src, samples=SAMPLES)
+    assert within(res["a"], 1.0)[0], within(res["a"], 1.0)[1]
+    assert within(res["b"], 2.0)[0], within(res["b"], 2.0)[1]
+
+
 def test_one_training_step_equals_the_derived_limit():
     """mup_one_step.tp (a hand-unrolled muP step: W and W^T, rank-one updates) integrated vs sampled."""
     path = "examples/mup_one_step.tp"

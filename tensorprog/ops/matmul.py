@@ -54,11 +54,14 @@ def _cse_key_matmul(cls, axes, *, matrix, arg, transposed):
 
 # ---------------------------------------------------------------------- derive (limit pass)
 
-def scale(d, ins: MatMul):
+def group_scale(s2, matrix, transposed):
     """sigma^2 for the covariance and Zdot of W x; sigma^2 rho (rho = rows/cols) for W^T x (THEORY §3)."""
-    s2 = d.sigma2[ins.matrix.id]
-    rows, cols = ins.matrix.dim
-    return s2 * sympy.nsimplify(rows / cols) if ins.transposed else s2
+    rows, cols = matrix.dim
+    return s2 * sympy.nsimplify(rows / cols) if transposed else s2
+
+
+def scale(d, ins: MatMul):
+    return group_scale(d.sigma2[ins.matrix.id], ins.matrix, ins.transposed)
 
 
 @DERIVE.register(MatMul)
@@ -155,10 +158,8 @@ def _sample_matmul(sampler, ins: MatMul, env, sizes, samples, rng, pool):
     grid = tuple(a.size for a in ins.out.axes)
     x = _gather(env[ins.arg.value.id], ins.arg.index, grid, vector=True)
     flat = np.ascontiguousarray(np.broadcast_to(x, grid + (samples,)).reshape(-1, samples))
-    rows, cols = ins.matrix.dim
-    rho = float(sympy.nsimplify(rows / cols))
-    own = sampler.group(ins.matrix, ins.transposed, rho)
-    partner = sampler.group(ins.matrix, not ins.transposed, rho)
+    own = sampler.group(ins.matrix, ins.transposed)
+    partner = sampler.group(ins.matrix, not ins.transposed)
     z = own.draw(flat, rng) + own.scale * partner.stein_combination(flat)
     env[ins.out.id] = z.reshape(grid + (samples,))
 

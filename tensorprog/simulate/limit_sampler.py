@@ -127,12 +127,12 @@ class LimitSampler(Simulator):
             self._numbers[key] = float(lim)
         return self._numbers[key]
 
-    def group(self, matrix, transposed, rows_over_cols):
-        """W's group (W^T's when ``transposed``), scale sigma^2 (times rho = rows/cols for W^T)."""
+    def group(self, matrix, transposed):
+        """W's group (W^T's when ``transposed``), with its covariance scale (ops/matmul.py group_scale)."""
+        from ..ops.matmul import group_scale
         key = (matrix.id, transposed)
         if key not in self.groups:
-            s2 = self.sigma2[matrix.id]
-            self.groups[key] = GaussianGroup(s2 * rows_over_cols if transposed else s2)
+            self.groups[key] = GaussianGroup(float(group_scale(self.sigma2[matrix.id], matrix, transposed)))
         return self.groups[key]
 
     def run(self, width, seed=0, seed_index=0, keep_all=False, pool=None):
