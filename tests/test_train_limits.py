@@ -111,3 +111,65 @@ out F[t][c][k] = gd(f[c][k], {labels}, 2.0, t, loss = softmax, batches = [[0, 1]
                                       batches=[[0, 1], [2, 3], [0, 3]], seed=[6, n, s]).f.transpose(0, 2, 1)
                             for s in range(SEEDS)])
     check_convergence(F.value, F.error, runs)
+
+
+NTK_MLP = """data X = {X}
+param matrix W[l] ~ N(0, 1/n) for l in 2..{L}
+param vector h[1][i] ~ N(0, dot(X[i], X[i']) / dim(X))
+param vector v ~ N(0, 1)
+for l in 2..{L}: h[l][i] = W[l] @ relu(h[l-1][i])
+f[i] = mean(v * relu(h[{L}][i]))
+out F[t][k] = gd(f[k], {Y}, {eta}, t, scale = sqrt(n)) for t in 0..{T}
+"""
+
+
+def test_ntk_parametrization_relu_mlp_five_steps_matches_trained_networks():
+    """(b): 3 hidden relu layers in the NTK parametrization (output sqrt(n) f, plain gradient descent on
+    the standard coordinates), 5 steps.  The limit is the centred network's F_t - F_0; a finite network
+    trains the same way with labels Y + F_0 (chi = F - F_0 - Y), so F_t - F_0 is compared directly."""
+    Y, eta = np.array([1.0, -1.0, 0.5, 0.0]), 0.5
+    F = tensorprog.evaluate(NTK_MLP.format(X=X.tolist(), L=3, Y=Y.tolist(), eta=eta, T=5), method="sampled",
+                            samples=1 << 18)["F"]
+    runs = {}
+    for n in WIDTHS:
+        a, r = parametrization("ntk", X.shape[1], n)
+        out = []
+        for s in range(SEEDS):
+            kw = dict(width=n, depth=3, activation="relu", multipliers=a, rates=r, eta=eta, seed=[8, n, s])
+            f0 = train_mlp(X, Y[:, None], steps=0, **kw).f[0, :, 0]
+            out.append(train_mlp(X, (Y + f0[:4])[:, None], steps=5, **kw).f[:, :, 0] - f0)
+        runs[n] = np.array(out)
+    check_convergence(F.value, F.error, runs)
+
+
+def test_kernel_regime_is_exactly_the_ntk_recursion_and_muP_is_not():
+    """In the NTK parametrization the trained limit is the kernel prediction f_t = f_{t-1} - eta Theta
+    (f_{t-1} - y) with Theta = ntk(f, f) (to 1e-10, closed forms); the feature kernel of the last hidden
+    layer does not move (exactly 0).  The same network with the muP readout (scale 1) learns features: its
+    trained function differs from its own kernel prediction by many standard errors."""
+    pts = X[:3]
+    src = NTK_MLP.format(X=pts.tolist(), L=2, Y=[1.0, -1.0], eta=0.5, T=2) + (
+        "out Theta[i, j] = ntk(f[i], f[j])\n"
+        "out K2[i, j] = mean(relu(gd(f[i], [1.0, -1.0], 0.5, 2, scale = sqrt(n), value = h[2][i])) * "
+        "relu(gd(f[j], [1.0, -1.0], 0.5, 2, scale = sqrt(n), value = h[2][j])))\n"
+        "out K0[i, j] = mean(relu(h[2][i]) * relu(h[2][j]))\n")
+    prog = tensorprog.parse(src)
+    k2, k0 = (next(o for o in prog.outputs if o.name == name) for name in ("K2", "K0"))
+    assert [v.id for v in k2.values] == [v.id for v in k0.values]       # the same quantity: no movement at all
+    res = tensorprog.evaluate(prog, method="quad")
+    theta, F = res["Theta"].value, res["F"].value
+    g, expected = np.zeros(3), [np.zeros(3)]
+    for _ in range(2):
+        g = g - 0.5 * theta[:, :2] @ (g[:2] - [1.0, -1.0])
+        expected.append(g)
+    np.testing.assert_allclose(F, np.array(expected), rtol=0, atol=1e-10)
+    mup = NTK_MLP.format(X=pts.tolist(), L=2, Y=[1.0, -1.0], eta=4.0, T=2).replace(", scale = sqrt(n)", "") + \
+        "out Theta[i, j] = ntk(f[i], f[j])\n"
+    res = tensorprog.evaluate(mup, method="sampled", samples=1 << 18)
+    theta, F = res["Theta"].value, res["F"]
+    g = np.zeros(3)
+    for _ in range(2):
+        g = g - 4.0 * theta[:, :2] @ (g[:2] - [1.0, -1.0])
+    # error of the kernel prediction: |d g / d Theta| <= 2 eta |chi| + eta^2 |Theta| |chi| per entry, |chi| <= 1
+    g_err = (2 * 4.0 + 16.0 * np.abs(theta).max()) * 2 * res["Theta"].error.max()
+    assert np.max(np.abs(F.value[2] - g) / (F.error[2] + g_err)) > 10, (F.value[2], g)

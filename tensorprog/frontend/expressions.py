@@ -571,7 +571,7 @@ def _program_transform(name, term):
 
 
 #: The calls that take keyword arguments, and their keywords.
-_KEYWORDS = {"gd": ("loss", "batches", "value")}
+_KEYWORDS = {"gd": ("loss", "batches", "value", "scale")}
 
 
 def _no_call(msg):

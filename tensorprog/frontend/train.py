@@ -40,7 +40,7 @@ from ..ops.moment import Moment
 from . import ast
 from .grad import Backward, _At, width_scalar
 from .scope import Ctx, FVar, Scope
-from .terms import DataT, ListT, MatT, Num, ScalT, VecT
+from .terms import DataT, ListT, MatT, Num, ScalT, VecT, WidthT
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,19 @@ class Training:
         el = self.el
         frozen = frozenset(range(len(el.values))) - self.current[s]
         outs = [self.envs[s][f.id] for f in self.fs]
-        grads = []                # per output: ({matrix id: [(left, right) values]}, {vector id: pbar value})
+        grads = self._gradients(outs, self.envs[s], frozen)
+        self.updates.append(self._terms(grads, s, [[self._member(f_s, i) for f_s in outs] for i in self._batch(s)]))
+        first = len(el.values)
+        env = {}
+        for ins in self.template:
+            env[ins.out.id] = self._replay(ins, env, s)
+        self.envs.append(env)
+        self.current.append(set(range(first, len(el.values))) | {v.id for v in env.values()})
+
+    def _gradients(self, outs, env, frozen=frozenset()):
+        """Per output: ({matrix id: [(left, right) values]}, {vector id: pbar value}), from its backward pass."""
+        el = self.el
+        grads = []
         for f_s in outs:
             bw = Backward(el, f_s, self.pos, frozen=frozen)
             uses, pbars = {}, {}
@@ -117,27 +129,25 @@ class Training:
                 if isinstance(ins, InitMatrix) and ins.out.id in el.params:
                     uses[ins.out.id] = [(bw.value_of(l), bw.value_of(r)) for (l, r) in bw.uses.get(ins.out.id, ())]
                 if isinstance(ins, InitVector) and ins.out.id in el.params:
-                    leaf = bw.vector_adjoint(self.envs[s][ins.out.id])
+                    leaf = bw.vector_adjoint(env[ins.out.id])
                     if leaf is not None:
                         pbars[ins.out.id] = bw.value_of(leaf)
             grads.append((uses, pbars))
-        matrices, vectors = {}, {}       # parameter id -> [(chi, left_i, right_i)] / [(chi, i, pbar)]
-        for i in self._batch(s):
-            chis = self.loss.chi([self._member(f_s, i) for f_s in outs], self.labels[i])
-            for (uses, pbars), chi in zip(grads, chis):
+        return grads
+
+    def _terms(self, grads, s, outputs):
+        """Step s's update terms, {matrix id: [(chi, left_i, right_i)]} and {vector id: [(chi, i, pbar)]}, with
+        ``outputs[b]`` the outputs (expressions) at the b-th point of the batch."""
+        matrices, vectors = {}, {}
+        for i, f_i in zip(self._batch(s), outputs):
+            for (uses, pbars), chi in zip(grads, self.loss.chi(f_i, self.labels[i])):
                 if chi == 0:
                     continue
                 for mid, pairs in uses.items():
                     matrices.setdefault(mid, []).extend((chi, self._member(l, i), self._member(r, i)) for l, r in pairs)
                 for pid, pbar in pbars.items():
                     vectors.setdefault(pid, []).append((chi, i, pbar))
-        self.updates.append((matrices, vectors))
-        first = len(el.values)
-        env = {}
-        for ins in self.template:
-            env[ins.out.id] = self._replay(ins, env, s)
-        self.envs.append(env)
-        self.current.append(set(range(first, len(el.values))) | {v.id for v in env.values()})
+        return matrices, vectors
 
     def _leaf(self, arg, env):
         """The replayed argument, as a leaf over this step's index name."""
@@ -188,25 +198,26 @@ class Training:
 
     def _vector_update(self, ins, s):
         """p_{s+1} = p_s - r eta_s sum_{c,i} chi^c_i sum_l C(p, p_l)(m, i) pbar^c_{l,i}."""
-        el = self.el
-        block = ins.block
-        members = [m for m in self.template if isinstance(m, InitVector) and m.block is block]
+        members = [m for m in self.template if isinstance(m, InitVector) and m.block is ins.block]
         _, vectors = self.updates[s]
         prev = self.envs[s][ins.out.id]
         total = self.el.leaf(prev, (self.name,) if prev.axes else ())
         rate = self._rate(ins.out, s)
         for other in members:
-            cov = block.cov(ins.member, other.member)           # over (axes of p) + (axes of p_l)
             for chi, i, pbar in vectors.get(other.out.id, ()):
-                c = cov[..., i] if other.out.axes else cov
-                if ins.out.axes:
-                    c_leaf = el.as_scalar_leaf(DataT(np.ascontiguousarray(c, dtype=float), (self.name,)),
-                                               self.ctx, _At(ins.pos))
-                else:
-                    c_leaf = sympy.Float(float(c))
-                total += -rate * chi * c_leaf * self._member(pbar, i)
+                total += -rate * chi * self._cov_leaf(ins, other, i) * self._member(pbar, i)
         total = self._width_free(total, ins)
         return self._value(Nonlin, total, ins)
+
+    def _cov_leaf(self, ins, other, i):
+        """C(p, p_l)(m, i): the covariance of ``ins``'s member (over this step's index) with member i of
+        ``other`` (another member of its Gaussian block)."""
+        cov = ins.block.cov(ins.member, other.member)             # over (axes of p) + (axes of p_l)
+        c = cov[..., i] if other.out.axes else cov
+        if not ins.out.axes:
+            return sympy.Float(float(c))
+        return self.el.as_scalar_leaf(DataT(np.ascontiguousarray(c, dtype=float), (self.name,)), self.ctx,
+                                      _At(ins.pos))
 
     def _width_free(self, expr, ins):
         """Width factors of an update (rates, variances times n) must have a limit: they become scalars."""
@@ -219,6 +230,86 @@ class Training:
                 f"training diverges as n grows: an update of '{ins.out.name}' is scaled by {sympy.sstr(e)} "
                 "(check the rates of the parameters)"))
         return out
+
+
+class KernelTraining(Training):
+    """Training with the output F = sqrt(n) f (``scale = sqrt(n)``: the NTK parametrization's readout).
+
+    The updates are then 1/sqrt(n) of the f-scale ones, features move by O(n^-1/2) and the limit is
+    the first-order (tangent) change: for every value x of the outputs' cone, dx_s = sqrt(n) (x_s - x_0)
+    is O(1) and, to first order,
+
+        d(W x)   = W_0 dx + sum_{r < s} (the rank-one terms of step r applied to x_0)
+        d phi(x; p) = sum_j d_j phi(x_0; p_0) dx_j + sum_k d_{p_k} phi dp_k      (Nonlin, Moment, scalars)
+        dp       = sum_{r < s} -r eta_r sum_{c,i} chi^c_{r,i} C(p, p_l) pbar^c_{l,i}   (a trained vector)
+
+    with the backward passes of step 0 (gradients move by O(n^-1/2) too).  The output after t steps is
+    F_t - F_0 = df_t (the centred network: F_0, random and of mean 0, is subtracted; chi = df - Y), so
+    df_{t+1} = df_t - eta_t ntk(f, f_B) chi_t, the kernel regime; every other value keeps its initial
+    value in the limit (feature kernels do not move).
+    """
+
+    def __init__(self, el, fs, labels, etas, loss, batches, pos):
+        super().__init__(el, fs, labels, etas, loss, batches, pos)
+        self.deltas = [{}]               # step -> base value id -> tangent value (absent: 0)
+        self.grads = None
+
+    def at(self, t, value_id):
+        """F_t - F_0 for an output (None when 0), the initial value for any other value."""
+        if value_id not in {f.id for f in self.fs}:
+            return self.envs[0][value_id]
+        while len(self.deltas) <= t:
+            self._step(len(self.deltas) - 1)
+        return self.deltas[t].get(value_id)
+
+    def _step(self, s):
+        if self.grads is None:
+            self.grads = self._gradients([self.envs[0][f.id] for f in self.fs], self.envs[0])
+        deltas = self.deltas[s]
+        outputs = [[self._member(deltas[f.id], i) if f.id in deltas else sympy.S.Zero for f in self.fs]
+                   for i in self._batch(s)]
+        self.updates.append(self._terms(self.grads, s, outputs))
+        env = {}
+        for ins in self.template:
+            out = self._tangent(ins, env, s)
+            if out is not None:
+                env[ins.out.id] = out
+        self.deltas.append(env)
+
+    def _tangent(self, ins, env, s):
+        """The tangent of ``ins`` after step s (a value), or None when it is 0."""
+        el = self.el
+        if isinstance(ins, (InitMatrix, InitScalar)) or (isinstance(ins, InitVector) and ins.out.id not in el.params):
+            return None
+        if isinstance(ins, InitVector):
+            total = sympy.S.Zero
+            members = [m for m in self.template if isinstance(m, InitVector) and m.block is ins.block]
+            for r, (_, vectors) in enumerate(self.updates[: s + 1]):
+                for other in members:
+                    for chi, i, pbar in vectors.get(other.out.id, ()):
+                        total += -self._rate(ins.out, r) * chi * self._cov_leaf(ins, other, i) * self._member(pbar, i)
+            return self._emit(Nonlin, self._width_free(total, ins), ins)
+        initial = self.envs[0]
+        if isinstance(ins, MatMul):
+            total = sympy.S.Zero
+            if ins.arg.value.id in env:
+                dx = self._leaf(ins.arg, env)
+                total += el.emit_matmul(MatT(ins.matrix, ins.transposed), VecT(dx, ins.arg.value.dim), self.ctx,
+                                        ins.pos).e
+            if ins.matrix.id in el.params:
+                total += self._matrix_correction(ins, self._leaf(ins.arg, initial), s)
+            return self._emit(Nonlin, total, ins)
+        at0 = {**{VEC_ARGS[k]: self._leaf(a, initial) for k, a in enumerate(ins.vec_args)},
+               **{PARAMS[k]: self._leaf(a, initial) for k, a in enumerate(ins.params)}}
+        total = sympy.S.Zero
+        for symbol, a in [(VEC_ARGS[k], a) for k, a in enumerate(ins.vec_args)] + \
+                         [(PARAMS[k], a) for k, a in enumerate(ins.params)]:
+            if a.value.id in env:
+                total += ins.fn.diff(symbol).xreplace(at0) * self._leaf(a, env)
+        return self._emit(type(ins), total, ins)
+
+    def _emit(self, cls, expr, ins):
+        return None if expr == 0 else self._value(cls, expr, ins)
 
 
 # ------------------------------------------------------------------ gd(...): the arguments
@@ -332,10 +423,11 @@ def gd_term(el, node, args, ctx, keywords):
             raise error(node.args[2].pos, f"{steps} steps need {steps} learning rates, got {len(rates)}")
         etas = tuple(sympy.nsimplify(float(r)) for r in rates)
     batches = _batches(el, keywords, len(labels), steps, ctx)
-    key = (tuple(g.id for g in fs), labels.tobytes(), loss, etas, batches)
+    kind = _output_scale(el, keywords, ctx)
+    key = (tuple(g.id for g in fs), labels.tobytes(), loss, etas, batches, kind)
     if key not in el.trainings:
-        el.trainings[key] = Training(el, fs, labels, etas, loss, batches, node.pos)
-    return _result(el, el.trainings[key], steps, f, names, keywords, ctx)
+        el.trainings[key] = kind(el, fs, labels, etas, loss, batches, node.pos)
+    return _result(el, el.trainings[key], steps, f, names, keywords, ctx, node)
 
 
 @dataclass(frozen=True)
@@ -348,11 +440,34 @@ class _Constant:
         return self.eta
 
 
-def _result(el, training, steps, f, names, keywords, ctx):
+def _output_scale(el, keywords, ctx):
+    """``scale = 1`` (the default: the output is f, a 1/n readout as in muP / mean-field): Training;
+    ``scale = sqrt(n)`` (the output is sqrt(n) f, the NTK parametrization's readout): KernelTraining."""
+    kw = keywords.get("scale")
+    if kw is None:
+        return Training
+    from .expressions import elaborate
+    t = elaborate(el, kw.value, ctx)
+    if isinstance(t, Num) and t.v == 1:
+        return Training
+    if isinstance(t, WidthT) and sympy.simplify(t.e - sympy.sqrt(WIDTH)) == 0:
+        return KernelTraining
+    raise error(kw.value.pos, "scale must be 1 (the output is f: muP, mean-field) or sqrt(n) (the output is "
+                              "sqrt(n) f: the NTK parametrization)")
+
+
+def _result(el, training, steps, f, names, keywords, ctx, node):
     """f (or ``value = ...``) after the steps, as the statement's term."""
     kw = keywords.get("value")
     if kw is None:
-        return ScalT(el.leaf(training.at(steps, f.id), tuple(names)))
+        value = training.at(steps, f.id)
+        if value is not None:
+            return ScalT(el.leaf(value, tuple(names)))
+        # F_0 - F_0 = 0 at every member, still a family over the statement's index (data zeros)
+        named = tuple(k for k in names if isinstance(k, str))
+        if not named:
+            return Num(sympy.S.Zero)
+        return ScalT(el.as_scalar_leaf(DataT(np.zeros(f.axes[0].size), named), ctx, node))
     from .expressions import elaborate
     t = elaborate(el, kw.value, ctx)
     lf = el.leaf_of.get(t.e) if isinstance(t, (ScalT, VecT)) else None
