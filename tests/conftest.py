@@ -1,4 +1,5 @@
-"""Shared fixtures: where the repository's examples, grammar and docs are."""
+"""Shared fixtures: where the repository's examples, grammar and docs are; finite-width simulations of the
+examples that several test files compare with the limit, computed once per session."""
 from pathlib import Path
 
 import numpy as np
@@ -36,3 +37,24 @@ def cache_path(tmp_path, monkeypatch):
     path = tmp_path / "cache"
     monkeypatch.setenv("TENSORPROG_CACHE_DIR", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def example_convergence():
+    """``get(name, defines=None, width=2048, seeds=20)``: ``convergence`` of examples/<name> at one width
+    (limit evaluated by tensorprog, ``seeds`` simulations from seed 0), computed once per session.
+
+    test_simulate_examples.py and test_examples_library.py both compare several examples with their
+    simulation at width 2048 (gru.tp alone takes minutes); each still asserts its own check on the result."""
+    from tensorprog import parse
+    from tensorprog.simulate import convergence
+
+    done = {}
+
+    def get(name, defines=None, width=2048, seeds=20):
+        key = (name, tuple(sorted((defines or {}).items())), int(width), int(seeds))
+        if key not in done:
+            done[key] = convergence(parse(ROOT / "examples" / name, defines=defines), [width], seeds=seeds)
+        return done[key]
+
+    return get

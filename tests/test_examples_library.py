@@ -396,8 +396,7 @@ def test_batchnorm_of_an_exchangeable_batch_is_universal():
 
 # ---------------------------------------------------------------------- finite-width simulations
 
-def assert_limit_within_4_se(prog, width=2048, seeds=20, outputs=None):
-    conv = convergence(prog, [width], seeds=seeds)
+def assert_limit_within_4_se(conv, outputs=None):
     for name, points in conv.points.items():
         if outputs is None or name in outputs:
             assert points[-1].max_abs_z < 4.0, (name, points[-1].max_abs_z, points[-1].worst)
@@ -407,18 +406,18 @@ def assert_limit_within_4_se(prog, width=2048, seeds=20, outputs=None):
 @pytest.mark.parametrize("name,defines", [
     ("mlp_relu.tp", {"L": 10}), ("mlp_erf.tp", {"L": 5}), ("mlp_tanh.tp", {"L": 4}), ("mlp_gelu.tp", None),
     ("rnn_ntk.tp", None), ("gru.tp", None), ("transformer.tp", {"L": 1}), ("batchnorm.tp", None)])
-def test_example_limit_within_4_se_of_simulation_at_2048(name, defines):
-    assert_limit_within_4_se(example(name, defines))
+def test_example_limit_within_4_se_of_simulation_at_2048(name, defines, example_convergence):
+    assert_limit_within_4_se(example_convergence(name, defines, width=2048, seeds=20))
 
 
 @pytest.mark.slow
-def test_lstm_limit_within_4_se_of_simulation_at_2048():
-    assert_limit_within_4_se(example("lstm.tp"))
+def test_lstm_limit_within_4_se_of_simulation_at_2048(example_convergence):
+    assert_limit_within_4_se(example_convergence("lstm.tp", width=2048, seeds=20))
 
 
 @pytest.mark.slow
-def test_mup_feature_kernel_change_within_4_se_of_simulation_at_2048():
-    assert_limit_within_4_se(example("feature_learning.tp"), outputs={"dK_mup"})
+def test_mup_feature_kernel_change_within_4_se_of_simulation_at_2048(example_convergence):
+    assert_limit_within_4_se(example_convergence("feature_learning.tp", width=2048, seeds=20), outputs={"dK_mup"})
 
 
 @pytest.mark.slow

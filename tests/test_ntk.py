@@ -5,14 +5,13 @@ the MLP layer recursion in closed form (mlp_truths.mlp_recursion), a hand deriva
 written below, and a numpy network with its own hand-written backprop (the W^T W case).
 """
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tensorprog
+from tensorprog.cli import main as tpc_main
 from gaussian_truths import erf_erf, erfp_erfp, relu_relu, step_step
 from mlp_truths import inline_data, mlp_program, mlp_recursion, ntk_mlp_program as generated_mlp, on_pairs
 
@@ -306,11 +305,14 @@ BAD = [
 
 
 @pytest.mark.parametrize("text,where", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
-def test_bad_input_is_a_clear_error(tmp_path, text, where):
+def test_bad_input_is_a_clear_error(tmp_path, capsys, text, where):
+    # `tpc eval` in this process (`python -m tensorprog` exits with main's status; the process boundary
+    # itself is tested in test_frontend_errors.py and test_cli_eval.py)
     line, col, msg = where
     path = tmp_path / "prog.tp"
     path.write_text(text)
-    r = subprocess.run([sys.executable, "-m", "tensorprog", "eval", str(path)], capture_output=True, text=True)
-    assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr
-    assert f"prog.tp:{line}:{col}: error:" in r.stderr and msg in r.stderr, r.stderr
+    returncode = tpc_main(["eval", str(path)])
+    stderr = capsys.readouterr().err
+    assert returncode == 2, stderr
+    assert "Traceback" not in stderr
+    assert f"prog.tp:{line}:{col}: error:" in stderr and msg in stderr, stderr

@@ -6,10 +6,7 @@
   limit E[(c x)^2] = c^2 Var(x) (hand derivation) comes out of both the limit and a simulation;
 * an unused, ill-typed statement is an error (file:line:col, exit 2), not "ok".
 """
-import subprocess
-import sys
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -17,14 +14,13 @@ import pytest
 import sympy
 
 import tensorprog
+from tensorprog.cli import main as tpc_main
 from tensorprog.errors import TPError
 from tensorprog.ir.checker import check_program
 from tensorprog.ir.core import Arg, Instr, Kind, Value
 from tensorprog.ir.program import Program, format_instruction
 from tensorprog.ops import BUILTIN_OPS, registry
 from tensorprog.simulate.simulator import simulate
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("table", registry.INTERPRETATIONS, ids=lambda t: t.name)
@@ -147,14 +143,15 @@ def test_an_unused_ill_typed_statement_is_an_error(text, line, col, message):
     assert (d.pos.line, d.pos.col, d.message) == (line, col, message)
 
 
-def test_unused_non_psd_block_fails_tpc_check_with_exit_2(tmp_path):
+def test_unused_non_psd_block_fails_tpc_check_with_exit_2(tmp_path, monkeypatch, capsys):
+    # `tpc check` in this process (`python -m tensorprog` exits with main's status)
     (tmp_path / "prog.tp").write_text(UNUSED_NOT_PSD)
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-m", "tensorprog", "check", "prog.tp"], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2, r.stderr
-    assert "prog.tp:2:1" in r.stderr and "not positive semi-definite" in r.stderr
-    assert "Traceback" not in r.stderr
+    monkeypatch.chdir(tmp_path)
+    returncode = tpc_main(["check", "prog.tp"])
+    stderr = capsys.readouterr().err
+    assert returncode == 2, stderr
+    assert "prog.tp:2:1" in stderr and "not positive semi-definite" in stderr
+    assert "Traceback" not in stderr
 
 
 def test_unused_statements_are_still_not_evaluated():

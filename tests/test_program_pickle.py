@@ -17,6 +17,22 @@ import tensorprog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+def _start(argv, env):
+    """A child process started now, so that this process's own work overlaps with it (CI has 2 cores)."""
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _finish(proc, timeout=300):
+    """(return code, stdout, stderr) of a child from _start; killed after ``timeout`` seconds."""
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc.returncode, stdout, stderr
+
+
 _CHILD = """
 import json, pickle, sys
 import tensorprog
@@ -30,12 +46,12 @@ print(json.dumps(res.to_dict()))
 def test_pickled_program_evaluates_identically_in_a_fresh_process(example, tmp_path):
     program = tensorprog.parse(os.path.join(ROOT, "examples", example))
     (tmp_path / "p.pkl").write_bytes(pickle.dumps(program))
-    here = tensorprog.evaluate(program)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    run = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "p.pkl")], capture_output=True,
-                         text=True, timeout=300, env=env)
-    assert run.returncode == 0, run.stderr[-2000:]
-    there = json.loads(run.stdout.strip().splitlines()[-1])
+    run = _start([sys.executable, "-c", _CHILD, str(tmp_path / "p.pkl")], env)
+    here = tensorprog.evaluate(program)      # while the child evaluates the pickle
+    returncode, stdout, stderr = _finish(run)
+    assert returncode == 0, stderr[-2000:]
+    there = json.loads(stdout.strip().splitlines()[-1])
     assert sorted(there) == sorted(here.outputs)
     for name, out in here.outputs.items():
         np.testing.assert_array_equal(np.array(there[name]["value"]), out.value)
@@ -55,13 +71,13 @@ print(json.dumps({"text": str(limit), "outputs": tensorprog.evaluate(limit).to_d
 def test_pickled_limit_evaluates_identically_in_a_fresh_process(example, tmp_path):
     limit = tensorprog.derive(os.path.join(ROOT, "examples", example))
     (tmp_path / "l.pkl").write_bytes(pickle.dumps(limit))
-    here = tensorprog.evaluate(limit).to_dict()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    run = subprocess.run([sys.executable, "-c", _LIMIT_CHILD, str(tmp_path / "l.pkl"),
-                          os.path.join(ROOT, "examples", "rnn_ntk.tp")],
-                         capture_output=True, text=True, timeout=300, env=env)
-    assert run.returncode == 0, run.stderr[-2000:]
-    there = json.loads(run.stdout.strip().splitlines()[-1])
+    run = _start([sys.executable, "-c", _LIMIT_CHILD, str(tmp_path / "l.pkl"),
+                  os.path.join(ROOT, "examples", "rnn_ntk.tp")], env)
+    here = tensorprog.evaluate(limit).to_dict()      # while the child evaluates the pickle
+    returncode, stdout, stderr = _finish(run)
+    assert returncode == 0, stderr[-2000:]
+    there = json.loads(stdout.strip().splitlines()[-1])
     assert there["text"] == str(limit)
     assert there["outputs"] == here      # values (bit for bit), errors and methods
 
@@ -99,9 +115,10 @@ def test_derivation_does_not_depend_on_the_hash_seed():
             "limit = tensorprog.derive(sys.argv[1])\n"
             "print(json.dumps({'text': str(limit), 'outputs': tensorprog.evaluate(limit).to_dict()}))\n")
     runs = []
-    for seed in ("1", "2"):
-        run = subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "examples", "rnn_ntk.tp")],
-                             capture_output=True, text=True, timeout=300, env=dict(env, PYTHONHASHSEED=seed))
-        assert run.returncode == 0, run.stderr[-2000:]
-        runs.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    children = [_start([sys.executable, "-c", code, os.path.join(ROOT, "examples", "rnn_ntk.tp")],
+                       dict(env, PYTHONHASHSEED=seed)) for seed in ("1", "2")]      # both at once
+    for child in children:
+        returncode, stdout, stderr = _finish(child)
+        assert returncode == 0, stderr[-2000:]
+        runs.append(json.loads(stdout.strip().splitlines()[-1]))
     assert runs[0] == runs[1]

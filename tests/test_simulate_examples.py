@@ -241,10 +241,10 @@ def test_mup_rms_deviation_shrinks_like_inverse_sqrt_width(mup_sweep):
 # ---------------------------------------------------------------------- the limit pass (when present)
 
 @pytest.mark.parametrize("name", sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".tp")))
-def test_example_limit_from_evaluate_within_4_se_at_2048(name):
+def test_example_limit_from_evaluate_within_4_se_at_2048(name, example_convergence):
     if not hasattr(tensorprog, "evaluate"):
         pytest.skip("tensorprog.evaluate is not available yet")
-    conv = convergence(example(name), [2048], seeds=20)
+    conv = example_convergence(name, width=2048, seeds=20)
     for out, pts in conv.points.items():
         assert pts[-1].max_abs_z < 4.0, (name, out, pts[-1].max_abs_z)
 

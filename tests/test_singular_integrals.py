@@ -4,13 +4,12 @@ integrable ones (log|t|, |t|^-1/2) are integrated split at the singularity.  Tru
 quadrature at 30 digits split at the singularity, and the closed forms
 E log|x| = -(gamma + log 2)/2, E |x|^-1/2 = Gamma(1/4) / (2^(1/4) sqrt(pi)) for x ~ N(0, 1)."""
 import math
-import subprocess
-import sys
 
 import mpmath
 import pytest
 
 import tensorprog
+from tensorprog.cli import main as tpc_main
 from tensorprog.errors import TPError
 
 
@@ -27,11 +26,12 @@ def test_non_integrable_singularities_are_refused(expr, word):
     assert word in msg and "not integrable" in msg and ":2:" in msg
 
 
-def test_refusal_exit_code_two(tmp_path):
+def test_refusal_exit_code_two(tmp_path, capsys):
     p = tmp_path / "s.tp"
     p.write_text(_prog("x^-2"))
-    r = subprocess.run([sys.executable, "-m", "tensorprog", "eval", str(p)], capture_output=True, text=True)
-    assert r.returncode == 2 and "diverges" in r.stderr and "Traceback" not in r.stderr
+    returncode = tpc_main(["eval", str(p)])      # `python -m tensorprog` exits with main's status
+    stderr = capsys.readouterr().err
+    assert returncode == 2 and "diverges" in stderr and "Traceback" not in stderr
 
 
 def _truth(f, var, at):
@@ -89,11 +89,12 @@ def test_net_order_at_least_one_is_refused(expr, word):
     assert word in msg and "not integrable" in msg and ":2:" in msg and "u0 = 0" in msg
 
 
-def test_refused_by_cli_and_by_monte_carlo(tmp_path):
+def test_refused_by_cli_and_by_monte_carlo(tmp_path, capsys):
     p = tmp_path / "s.tp"
     p.write_text(_prog("tanh(x) * x^-4"))
-    r = subprocess.run([sys.executable, "-m", "tensorprog", "eval", str(p)], capture_output=True, text=True)
-    assert r.returncode == 2 and "not integrable" in r.stderr and "Traceback" not in r.stderr
+    returncode = tpc_main(["eval", str(p)])
+    stderr = capsys.readouterr().err
+    assert returncode == 2 and "not integrable" in stderr and "Traceback" not in stderr
     # a sample mean of a divergent integrand is a finite number: Monte Carlo refuses it too
     with pytest.raises(TPError, match="diverges"):
         tensorprog.evaluate(_prog("x^-2"), method="mc", samples=1000)
