@@ -249,9 +249,11 @@ def _np_step(x):
 
 
 def _np_sigmoid(x):
-    # Split by sign so that exp never overflows.
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    # scipy's logistic ufunc: one pass, no overflow (the hand-written sign split was 3 passes and a
+    # third of gru.tp's evaluation time)
+    from scipy.special import expit
+
+    return expit(x)
 
 
 def _np_Phi(x):
