@@ -110,6 +110,7 @@ KEYWORD_BAD = [
     ("value-outside", "vector z ~ N(0, 1)\nout F = gd(f[0], [1], 1.0, 1, value = z)\n",
      (8, 39, "value must be a vector or scalar of the program that the trained outputs depend on")),
     ("not-a-member", "out F = gd(mean(v), [1], 1.0, 1)\n", (7, 12, "must be a member of a scalar family")),
+    ("bad-scale", "out F[k] = gd(f[k], [1], 1.0, 1, scale = 2)\n", (7, 42, "scale must be 1")),
 ]
 
 
@@ -122,6 +123,16 @@ def test_bad_training_options_are_clear_errors(tmp_path, line, where):
         tensorprog.parse(path)
     row, col, msg = where
     assert f"prog.tp:{row}:{col}: error:" in str(e.value) and msg in str(e.value), str(e.value)
+
+
+def test_a_rate_under_which_training_diverges_names_the_update(tmp_path):
+    """rate = n on the hidden matrix: its update W_1 - W_0 is scaled by n (eta s2 n rho r = n): refused."""
+    path = tmp_path / "prog.tp"
+    text = ONE_STEP.replace("param matrix W ~ N(0, 1/n)", "param (rate = n) matrix W ~ N(0, 1/n)")
+    path.write_text(text)
+    with pytest.raises(tensorprog.TPError) as e:
+        tensorprog.parse(path)
+    assert "training diverges as n grows: an update of" in str(e.value) and "prog.tp:" in str(e.value), str(e.value)
 
 
 def test_logistic_loss_first_step_is_the_squared_loss_step_with_half_labels():

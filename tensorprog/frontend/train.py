@@ -26,6 +26,7 @@ df/dW = (1/n) sum_u left right^T; pbar = n df/dp).  Step s's backward passes dif
 every earlier update held constant (the gradient at W_s), and are emitted by frontend/grad.py.
 ``value = h[k]`` returns any value the outputs depend on (a hidden vector, another scalar) after the
 steps instead of f: feature kernels after training are means of products of such values.
+``scale = sqrt(n)``: the output is sqrt(n) f (the NTK parametrization), trained by KernelTraining.
 """
 from __future__ import annotations
 
