@@ -59,15 +59,18 @@ def relu_seed_away_from_kinks(net, X, margin=1e-3):
 MLP_CASES = [(act, loss) for act in ("tanh", "relu", "erf") for loss in ("squared", "softmax_ce")]
 
 
+def initial_parameters(net, X, activation, seed):
+    """Standard-normal parameters; for relu a draw with every pre-activation away from the kink (finite
+    differences across a kink are not derivatives)."""
+    return relu_seed_away_from_kinks(net, X) if activation == "relu" else net.init(np.random.default_rng(seed))
+
+
 @pytest.mark.parametrize("activation,loss", MLP_CASES, ids=[f"{a}-{l}" for a, l in MLP_CASES])
 def test_mlp_gradients_equal_finite_differences(activation, loss):
     classes = 3 if loss == "softmax_ce" else 2
     net = MLP(D, 6, 3, activation, classes, {"U": 0.7, "W2": 0.5, "W3": 0.4, "v": 0.6}, None)
     Y = labels(loss, classes)
-    if activation == "relu":
-        params = relu_seed_away_from_kinks(net, X_MLP)
-    else:
-        params = net.init(np.random.default_rng(1))
+    params = initial_parameters(net, X_MLP, activation, seed=1)
     assert_gradients_match_finite_differences(net, params, X_MLP, Y, loss)
     assert_gradients_match_finite_differences(net, params, X_MLP, Y, loss, rows=[3, 1])   # a mini-batch
 
@@ -78,10 +81,7 @@ def test_rnn_gradients_equal_finite_differences(activation, loss):
     classes = 3 if loss == "softmax_ce" else 1
     net = RNN(2, 5, activation, classes, {"W": 0.6, "U": 0.8, "v": 0.5}, None)
     Y = labels(loss, classes)
-    if activation == "relu":
-        params = relu_seed_away_from_kinks(net, X_RNN)
-    else:
-        params = net.init(np.random.default_rng(2))
+    params = initial_parameters(net, X_RNN, activation, seed=2)
     assert_gradients_match_finite_differences(net, params, X_RNN, Y, loss)
 
 
