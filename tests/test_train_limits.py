@@ -173,3 +173,21 @@ def test_kernel_regime_is_exactly_the_ntk_recursion_and_muP_is_not():
     # error of the kernel prediction: |d g / d Theta| <= 2 eta |chi| + eta^2 |Theta| |chi| per entry, |chi| <= 1
     g_err = (2 * 4.0 + 16.0 * np.abs(theta).max()) * 2 * res["Theta"].error.max()
     assert np.max(np.abs(F.value[2] - g) / (F.error[2] + g_err)) > 10, (F.value[2], g)
+
+
+def test_parametrizations_side_by_side_example():
+    """examples/train_compare/run.py at 2 steps: the kernel regime (NTK, SP with lr eta/n) leaves the feature
+    kernel exactly where it was; muP and mean-field move it by many standard errors; every loss decreases."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_compare" / "run.py"
+    spec = importlib.util.spec_from_file_location("train_compare", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    res = module.compare(steps=2, samples=1 << 15)
+    for name in ("NTK", "SP (lr eta/n)"):
+        assert np.all(res[name]["dK"] == 0), name
+    for name in ("muP", "mean-field (1 hidden)"):
+        assert res[name]["dK"][2] > 5 * res[name]["dK_se"][2], (name, res[name]["dK"], res[name]["dK_se"])
+    for name, r in res.items():
+        assert r["L"][1] < r["L"][0] - 5 * (r["L_se"][1] + r["L_se"][0]), (name, r["L"])

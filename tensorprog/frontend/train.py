@@ -464,11 +464,11 @@ def _result(el, training, steps, f, names, keywords, ctx, node):
         value = training.at(steps, f.id)
         if value is not None:
             return ScalT(el.leaf(value, tuple(names)))
-        # F_0 - F_0 = 0 at every member, still a family over the statement's index (data zeros)
+        # F_0 - F_0 = 0: still a scalar of the program (data zeros over the statement's index, if any), so
+        # that it can be an output
         named = tuple(k for k in names if isinstance(k, str))
-        if not named:
-            return Num(sympy.S.Zero)
-        return ScalT(el.as_scalar_leaf(DataT(np.zeros(f.axes[0].size), named), ctx, node))
+        zeros = np.zeros(f.axes[0].size) if named else np.zeros(())
+        return ScalT(el.as_scalar_leaf(DataT(zeros, named), ctx, node))
     from .expressions import elaborate
     t = elaborate(el, kw.value, ctx)
     lf = el.leaf_of.get(t.e) if isinstance(t, (ScalT, VecT)) else None
