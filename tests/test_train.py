@@ -111,6 +111,9 @@ KEYWORD_BAD = [
      (8, 39, "value must be a vector or scalar of the program that the trained outputs depend on")),
     ("not-a-member", "out F = gd(mean(v), [1], 1.0, 1)\n", (7, 12, "must be a member of a scalar family")),
     ("bad-scale", "out F[k] = gd(f[k], [1], 1.0, 1, scale = 2)\n", (7, 42, "scale must be 1")),
+    ("ntk-in-kernel-regime",
+     "out T[i, j] = ntk(gd(f[i], [1], 1.0, 1, scale = sqrt(n)), gd(f[j], [1], 1.0, 1, scale = sqrt(n)))\n",
+     (7, 15, "the NTK does not move in the limit")),
 ]
 
 

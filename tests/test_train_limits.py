@@ -191,3 +191,34 @@ def test_parametrizations_side_by_side_example():
         assert res[name]["dK"][2] > 5 * res[name]["dK_se"][2], (name, res[name]["dK"], res[name]["dK_se"])
     for name, r in res.items():
         assert r["L"][1] < r["L"][0] - 5 * (r["L_se"][1] + r["L_se"][0]), (name, r["L"])
+
+
+def test_ntk_after_training_matches_the_trained_networks_ntk():
+    """ntk(gd(f[i], ...), gd(f[j], ...)): the NTK at the trained weights (the updates held constant), here
+    muP after 2 steps, where it has moved by Theta(1); truth: the empirical NTK of trained numpy networks
+    (n sum_theta r <df_i/dtheta, df_j/dtheta>, hand backprop), widths 256, 1024, 2048, 8 seeds."""
+    from train_networks import MLP, empirical_ntk
+    pts, Y = X[:3], np.array([1.0, -1.0])
+    src = f"""data X = {pts.tolist()}
+param matrix W ~ N(0, 1/n)
+param vector h1[i] ~ N(0, dot(X[i], X[i']) / dim(X))
+param vector v ~ N(0, 1)
+f[i] = mean(v * tanh(W @ tanh(h1[i])))
+out T0[i, j] = ntk(f[i], f[j])
+out T2[i, j] = ntk(gd(f[i], {Y.tolist()}, 1.0, 2), gd(f[j], {Y.tolist()}, 1.0, 2))
+"""
+    res = tensorprog.evaluate(src, method="sampled", samples=1 << 18)
+    T0, T2 = res["T0"], res["T2"]
+    assert np.abs(T2.value - T0.value).max() > 20 * (T2.error + T0.error).max()      # it moved
+    widths, rms = (256, 1024, 2048), []
+    for n in widths:
+        a, r = parametrization("mup", 3, n)
+        ks = np.array([empirical_ntk(MLP(3, n, 2, "tanh", 1, a, r),
+                                     train_mlp(pts, Y[:, None], width=n, depth=2, activation="tanh", multipliers=a,
+                                               rates=r, eta=1.0, steps=2, seed=[3, n, s]).params, pts)
+                       for s in range(8)])
+        rms.append(np.sqrt(np.mean((ks - T2.value) ** 2)))
+    slope = np.polyfit(np.log(widths), np.log(rms), 1)[0]
+    assert -0.7 <= slope <= -0.3, (slope, rms)
+    mean, se = ks.mean(0), ks.std(0, ddof=1) / np.sqrt(len(ks))
+    assert np.all(np.abs(mean - T2.value) <= 4 * np.sqrt(se ** 2 + T2.error ** 2) + 4.0 / widths[-1])

@@ -352,3 +352,16 @@ def train_rnn(X, Y, *, width, activation="tanh", multipliers, rates=None, eta, s
     net = RNN(X.shape[2], width, activation, classes, multipliers, rates)
     return train(net, X, Y, eta=eta, steps=steps, loss=loss, batches=batches, seed=seed, init=init,
                  kernels=kernels)
+
+
+def empirical_ntk(net, params, X):
+    """Theta(x_i, x_j) = n sum_theta r_theta <df(x_i)/dtheta, df(x_j)/dtheta> of output 0 at the given
+    parameters (gd's units, docs/ntk.md): the NTK of the network where it stands, e.g. after training.
+    Dense per-point gradients from the hand-written backprop (widths up to a few thousand)."""
+    f, cache = net.forward(params, X)
+    grads = []
+    for i in range(len(X)):
+        G = np.zeros((len(X), net.classes))
+        G[i, 0] = 1.0
+        grads.append({k: g.dense() for k, g in net.backward(params, cache, np.arange(len(X)), G).items()})
+    return np.array([[net.n * sum(net.r[k] * np.sum(gi[k] * gj[k]) for k in gi) for gj in grads] for gi in grads])

@@ -52,10 +52,12 @@ from .terms import DataT, MatT, ScalT, VecT, WidthT, width_limit
 class Backward:
     """The backward pass of one scalar family ``f``: adjoints of every value f depends on."""
 
-    def __init__(self, el, f, pos, frozen=frozenset()):
+    def __init__(self, el, f, pos, frozen=frozenset(), parameter_values=None):
         self.el, self.f, self.pos = el, f, pos
         # values held constant (a training step's earlier updates): no adjoint flows into them
         self.frozen = frozen
+        # base id of a trained vector parameter -> its value where f is evaluated (after training steps)
+        self.parameter_values = parameter_values or {}
         self.names = tuple(f"@{f.id}.{p}" for p in range(len(f.axes)))
         self.ctx = Ctx(Scope(), pos)
         self.ctx.fvars = [FVar(nm, ax, pos) for nm, ax in zip(self.names, f.axes)]
@@ -215,10 +217,26 @@ class Backward:
 
 
 def backward(el, f, pos):
-    """The (cached) backward pass of the scalar family ``f``."""
+    """The (cached) backward pass of the scalar family ``f``.  For f after t steps of ``gd`` (a value of
+    a training's replay) the gradient is the one at the trained weights: the updates are held constant
+    (frontend/train.py), so ``ntk(gd(...), gd(...))`` is the NTK after training."""
     if f.id not in el.backward_passes:
-        el.backward_passes[f.id] = Backward(el, f, pos)
+        frozen, params = _trained_state(el, f, pos)
+        el.backward_passes[f.id] = Backward(el, f, pos, frozen=frozen, parameter_values=params)
     return el.backward_passes[f.id]
+
+
+def _trained_state(el, f, pos):
+    """(values a trained output's gradient holds constant: everything outside its step's replay,
+    base id -> the value of each parameter at that step); (nothing, {}) for an untrained f."""
+    for training in el.trainings.values():
+        if any(f is v for deltas in getattr(training, "deltas", ()) for v in deltas.values()):
+            raise error(pos, "in the kernel regime (scale = sqrt(n)) the NTK does not move in the limit: "
+                             "ntk(f[i], f[j]) of the untrained f is the NTK after training")
+        for t, current in enumerate(training.current[1:], start=1):
+            if f.id in current:
+                return frozenset(range(len(el.values))) - current, training.envs[t]
+    return frozenset(), {}
 
 
 # ------------------------------------------------------------------ the NTK
@@ -302,9 +320,10 @@ def ntk_term(el, node, args, ctx):
     for block, members in blocks.values():
         param = el.params[members[0].out.id]
         for ka in members:
-            abar = A.vector_adjoint(ka.out)
+            # (after training the parameter's current value: the initial one plus its frozen updates)
+            abar = A.vector_adjoint(A.parameter_values.get(ka.out.id, ka.out))
             for kb in members:
-                bbar = B.vector_adjoint(kb.out)
+                bbar = B.vector_adjoint(B.parameter_values.get(kb.out.id, kb.out))
                 if abar is None or bbar is None:
                     continue
                 touched = True
