@@ -128,6 +128,20 @@ def test_bad_training_options_are_clear_errors(tmp_path, line, where):
     assert f"prog.tp:{row}:{col}: error:" in str(e.value) and msg in str(e.value), str(e.value)
 
 
+def test_feature_learning_short_form_equals_the_hand_written_step():
+    """examples/train_features.tp (gd writes the step) against examples/feature_learning.tp (the step by
+    hand): the muP feature-kernel change agrees to 1e-10 (the same integrals); with the NTK readout the
+    trained kernel is the initial one, the same quantity."""
+    short = tensorprog.evaluate(tensorprog.parse(EXAMPLES / "train_features.tp"))
+    # (the hand-written program without its dK_ntk output, whose limit is 0: half the integrals)
+    hand = "\n".join(line for line in (EXAMPLES / "feature_learning.tp").read_text().splitlines()
+                     if not line.startswith("out dK_ntk"))
+    hand = tensorprog.evaluate(tensorprog.parse(hand + "\n"))
+    assert np.abs(short["dK_mup"].value - hand["dK_mup"].value).max() <= 1e-10
+    assert np.abs(short["dK_mup"].value).max() > 0.05
+    assert np.array_equal(short["K_ntk"].value, short["K0"].value)
+
+
 def test_a_rate_under_which_training_diverges_names_the_update(tmp_path):
     """rate = n on the hidden matrix: its update W_1 - W_0 is scaled by n (eta s2 n rho r = n): refused."""
     path = tmp_path / "prog.tp"
