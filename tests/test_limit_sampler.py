@@ -3,7 +3,6 @@
 Truths: closed forms derived by hand in each test (Gaussian groups, the Zdot term of a transpose via
 Stein's lemma) and the derived-and-integrated limit of the same program.
 """
-import math
 import subprocess
 import sys
 

@@ -1,7 +1,8 @@
 """The instructions of the IR, one module per op, each with its rules for every interpretation.
 
 ``registry`` holds one :class:`~tensorprog.ops.registry.RuleTable` per interpretation (check,
-CSE key, derive, simulate, memory estimate, listing, readable names, graph edges); importing this
+CSE key, derive, simulate, the sampled limit, memory estimate, listing, readable names, graph edges,
+reverse mode); importing this
 package registers every builtin op's rules.  See docs/contributing.md ("Add an instruction").
 """
 from ..ir import core as _core  # noqa: F401  (the base records; core re-exports the op classes below)
