@@ -1,8 +1,10 @@
 """The digits example (examples/digits/run.py) on a subset: accuracy well above chance, and the
 NNGP t = infinity prediction equal to kernel regression written here with numpy on the kernels of
 the same program (independent of tensorprog.predict's linear algebra)."""
+import importlib
 import importlib.util
 import pathlib
+import tempfile
 
 import numpy as np
 import pytest
@@ -32,3 +34,43 @@ def test_digits_subset_accuracy_and_kernel_regression(tmp_path):
     K = res["NNGP"].value
     want = K[200:, :200] @ np.linalg.solve(K[:200, :200] + 1e-6 * np.eye(200), ytr)
     np.testing.assert_allclose(pred.mean[-1], want, rtol=1e-10, atol=1e-10)
+
+
+def _module(name):
+    """A sibling module of run.py (examples/digits/<name>.py)."""
+    _example()   # puts examples/digits on sys.path
+    return importlib.import_module(name)
+
+
+def _relu_moments(var1, var2, cov):
+    """E[relu(u) relu(u')] and E[relu'(u) relu'(u')] for centred Gaussians (arc-cosine kernels, Cho & Saul)."""
+    norm = np.sqrt(var1 * var2)
+    theta = np.arccos(np.clip(cov / norm, -1.0, 1.0))
+    return norm * (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi), (np.pi - theta) / (2 * np.pi)
+
+
+def test_gap_row_kernels_equal_the_hand_recursion():
+    """NNGP and NTK of examples/digits/gap_rows.tp on 3 images against the layer recursion written here:
+    Sigma_h(t, t') = sw2 x_t.x'_t'/8 + sb2, Sigma_g = sw2 E[relu relu](Sigma_h) + sb2,
+    NNGP = sw2/T^2 sum_{t,t'} E[relu relu](Sigma_g) + sb2,
+    NTK  = NNGP + sw2/T^2 sum_{t,t'} E[relu' relu'](Sigma_g) (Sigma_g + sw2 E[relu' relu'](Sigma_h) Sigma_h)."""
+    ex = _example()
+    sw2, sb2, T = 2.0, 0.1, 8
+    xtr, _, _, _ = ex.digits(3, 0)
+    rows = xtr.reshape(3, 8, 8)
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(pathlib.Path(tmp) / "points.npy", rows)
+        res = tensorprog.evaluate(ex.gap_program().replace('load("points.npy")',
+                                                           f'load("{pathlib.Path(tmp) / "points.npy"}")'))
+    tokens = rows.reshape(24, 8)
+    sh = sw2 * tokens @ tokens.T / 8 + sb2
+    dh = np.diag(sh)
+    e_h, d_h = _relu_moments(dh[:, None], dh[None, :], sh)
+    sg = sw2 * e_h + sb2
+    dg = np.diag(sg)
+    e_g, d_g = _relu_moments(dg[:, None], dg[None, :], sg)
+    pool = lambda m: m.reshape(3, 8, 3, 8).sum(axis=(1, 3)) / T ** 2   # noqa: E731  sum over row pairs
+    nngp = sw2 * pool(e_g) + sb2
+    ntk = nngp + sw2 * pool(d_g * (sg + sw2 * d_h * sh))
+    np.testing.assert_allclose(res["NNGP"].value, nngp, rtol=1e-9)
+    np.testing.assert_allclose(res["NTK"].value, ntk, rtol=1e-9)
