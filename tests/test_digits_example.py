@@ -74,3 +74,31 @@ def test_gap_row_kernels_equal_the_hand_recursion():
     ntk = nngp + sw2 * pool(d_g * (sg + sw2 * d_h * sh))
     np.testing.assert_allclose(res["NNGP"].value, nngp, rtol=1e-9)
     np.testing.assert_allclose(res["NTK"].value, ntk, rtol=1e-9)
+
+
+def test_finite_width_backprop_matches_finite_differences():
+    """finite_width.gradients (hand-written backprop, 2 hidden layers) against central differences of L."""
+    fw = _module("finite_width")
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    p = fw.init(2, 6, 4, 3, 1, rng)[0]
+    loss = lambda q: 0.5 * np.sum((fw.forward(q, X)[0] - Y) ** 2)   # noqa: E731
+    grad = fw.gradients(p, X, Y)
+    for name, value in p.items():
+        for index in [(0,) * value.ndim, tuple(s - 1 for s in value.shape)]:
+            up, down = {k: a.copy() for k, a in p.items()}, {k: a.copy() for k, a in p.items()}
+            up[name][index] += 1e-6
+            down[name][index] -= 1e-6
+            assert abs((loss(up) - loss(down)) / 2e-6 - grad[name][index]) < 1e-6 * (1 + abs(grad[name][index])), name
+
+
+def test_finite_width_networks_approach_the_ntk_prediction():
+    """Trained 1-hidden-layer networks (antithetic pairs) approach predict's NTK flow on digits: RMS ~ n^-1/2."""
+    ex, fw = _example(), _module("finite_width")
+    xtr, ytr, xte, yte = ex.digits(40, 20)
+    time = 0.1
+    target = tensorprog.predict(ex.program(1), xtr, ytr, xte, times=[time], kernel="ntk").mean[0]
+    rows, slope = fw.width_sweep(1, [32, 128, 512], xtr, ytr, xte, yte, target, time, steps=5, pairs=4)
+    assert -0.75 <= slope <= -0.3, (slope, rows)
+    assert rows[-1][3] < 0.15 * np.sqrt(np.mean(target ** 2)), rows      # close relative to the predictions
+    assert np.sqrt(np.mean(target ** 2)) > 0.1                           # and they moved away from 0
