@@ -102,3 +102,41 @@ def test_finite_width_networks_approach_the_ntk_prediction():
     assert -0.75 <= slope <= -0.3, (slope, rows)
     assert rows[-1][3] < 0.15 * np.sqrt(np.mean(target ** 2)), rows      # close relative to the predictions
     assert np.sqrt(np.mean(target ** 2)) > 0.1                           # and they moved away from 0
+
+
+def test_mup_limit_first_step_equals_the_hand_derived_step():
+    """gd on the muP network of examples/digits/mup.py (3 vs 8, 4 training + 2 test images): f = 0 at T = 0
+    (within the sampled limit's standard error);
+    after one step (chi_i = -Y_i, c_mi = sw2 x_m.x_i/64, docs/train.md's update rules)
+        v_1 = v + eta sum_i Y_i relu(h_i),   h_1(x_m) = h_m + eta sum_i Y_i c_mi v relu'(h_i),
+        f_1(x_m) = E[v_1 relu(h_1(x_m))],
+    estimated here by Monte Carlo over (h, v) ~ N(0, c) x N(0, 1) with numpy. eta = 0.5 makes the step's
+    nonlinearity visible: f_1 is not the kernel step eta Theta Y (checked too)."""
+    mup = _module("mup")
+    eta = 0.5
+    xtr, ytr, xte, _ = mup.binary_task(n_train=2, n_test=1)
+    f0, err0 = mup.mup_limit(0, xtr, ytr, xte, eta=eta, samples=1 << 14)   # E[v relu(h)] = 0, sampled
+    assert np.all(np.abs(f0) < 4 * err0) and np.all(err0 < 0.05), (f0, err0)
+    f1, err = mup.mup_limit(1, xtr, ytr, xte, eta=eta, samples=1 << 18)
+    x = np.vstack([xtr, xte])
+    c = 2.0 * x @ x.T / 64
+    rng = np.random.default_rng(5)
+    draws = 1 << 18
+    h = rng.multivariate_normal(np.zeros(len(x)), c, size=draws, method="eigh")
+    v = rng.standard_normal(draws)
+    n = len(ytr)
+    v1 = v + eta * np.maximum(h[:, :n], 0.0) @ ytr
+    h1 = h + eta * v[:, None] * (((h[:, :n] > 0) * ytr) @ c[:n, :])
+    samples = v1[:, None] * np.maximum(h1, 0.0)
+    want, want_err = samples.mean(axis=0), samples.std(axis=0) / np.sqrt(draws)
+    tol = 4 * np.sqrt(err ** 2 + want_err ** 2)
+    assert np.all(np.abs(f1 - want) < tol), (f1, want, tol)
+    # the kernel-regime step eta Theta_{.X} Y differs from it: the check sees the feature learning
+    theta = tensorprog.evaluate(mup.mup_program(0, ytr, eta, points=_points_file(x)))["NTK"].value
+    assert np.max(np.abs(eta * theta[:, :n] @ ytr - want)) > 3 * np.max(tol)
+
+
+def _points_file(x):
+    path = pathlib.Path(tempfile.mkdtemp(prefix="digits-test-")) / "points.npy"
+    np.save(path, x)
+    return str(path)
