@@ -134,7 +134,8 @@ def finite_width_table(widths, digits, program, n_train=256, n_test=200, time=0.
     lines = [f"{n_train} training / {n_test} test images, 1 hidden layer, gradient flow to t = {time} "
              f"({steps} RK4 steps), {pairs} antithetic pairs per width; NTK prediction: test accuracy "
              f"{pred.test_accuracy[0]:.4f}, RMS {math.sqrt(float(np.mean(pred.mean[0] ** 2))):.4f}",
-             "", "| width | test accuracy, single networks | test accuracy, pair means | RMS(pair mean - NTK prediction) |",
+             "",
+             "| width | test accuracy, single networks | test accuracy, pair means | RMS(pair mean - NTK prediction) |",
              "|---|---|---|---|"]
     lines += [f"| {w} | {acc:.4f} | {acc_pair:.4f} | {rms:.4f} |" for w, acc, acc_pair, rms in rows]
     lines.append(f"\nfitted exponent of the RMS distance against width: {slope:.2f} (n^-1/2: -0.5)")

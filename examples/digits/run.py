@@ -1,6 +1,7 @@
 """Infinite-width relu MLPs on handwritten digits: NNGP and NTK test accuracy against depth.
 
 Usage: python examples/digits/run.py [--train 1000] [--depths 1,2,3,5,10] [--curve 50,100,200,500,1000]
+                                    [--gap all | --gap TRAIN,TEST] [--finite 256,1024,4096] [--mup 1,2,5,10,20]
 
 Needs scikit-learn, for its copy of the UCI 8x8 digits (1,797 images, shipped inside the package: no
 download): ``pip install "tensorprog[examples]"``. The images are scaled to [0, 1], centred by the
@@ -10,7 +11,10 @@ depth L (hidden layers) examples/ntk_mlp.tp (its NTK written by the compiler, nt
 NNGP and NTK kernels over all 1,797 images at once; ``tensorprog.predict`` turns them into the
 t = infinity predictions: the NNGP posterior mean (noise 1e-6, a jitter) and the NTK gradient-flow
 limit (kernel regression with the NTK). Prints a markdown table (as in docs/predict.md) and, with
-``--curve``, test accuracy against training-set size.
+``--curve``, test accuracy against training-set size. ``--gap``: the GAP sequence model over the 8
+rows of each image (gap_rows.tp) as a last table row; ``--finite``: finite-width networks trained in
+numpy beside the NTK prediction (finite_width.py); ``--mup``: the muP feature-learning limit after T
+steps against the kernel regime on 3 vs 8 (mup.py). docs/predict.md shows the output.
 """
 from __future__ import annotations
 
@@ -96,7 +100,8 @@ def main():
     ap.add_argument("--curve", default="", help="training-set sizes for a learning curve (NTK, depth 3)")
     ap.add_argument("--gap", default="", metavar="TRAIN,TEST",
                     help="add the GAP row model to the table, on the first TRAIN,TEST images of the split "
-                         "('all': the same split as the MLPs; its kernels over 1,797 images take ~6 minutes and ~12 GiB)")
+                         "('all': the same split as the MLPs; its kernels over 1,797 images take ~6 minutes "
+                         "and ~12 GiB)")
     ap.add_argument("--finite", default="", metavar="WIDTHS",
                     help="finite-width trained MLPs (1 hidden layer) beside the NTK flow, e.g. 256,1024,4096")
     ap.add_argument("--mup", default="", metavar="STEPS",
