@@ -56,9 +56,14 @@ class LearningCurve:
         axes[0, 0].set(xlabel="training points", ylabel="test MSE", title=f"{p0.kernel.upper()} predictions")
         if panels == 2:
             axes[0, 1].set(xlabel="training points", ylabel="test accuracy")
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
         for ax in axes[0]:
             ax.grid(True, which="both", alpha=0.3)
             ax.legend()
+            # the training-set sizes as plain ticks (log axes label their minor ticks 3x10^1, 4x10^1: they overlap)
+            ax.set_xticks(self.sizes)
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
         fig.tight_layout()
         with atomic_output(path) as fh:
             fig.savefig(fh, format=os.path.splitext(str(path))[1][1:].lower())
