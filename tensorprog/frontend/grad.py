@@ -79,15 +79,8 @@ class Backward:
             BACKWARD.rule(ins)(self, ins)
 
     def _cone(self, defining):
-        """Ids of the values f depends on (f included)."""
-        seen, stack = set(), [self.f.id]
-        while stack:
-            vid = stack.pop()
-            if vid in seen or vid not in defining or vid in self.frozen:
-                continue
-            seen.add(vid)
-            stack.extend(v.id for v in defining[vid].inputs())
-        return seen
+        """Ids of the values f depends on (f included), not through frozen values."""
+        return dependency_cone(defining, [self.f.id], self.frozen)
 
     def _check_members(self, ins):
         """f[i] may use the members i of families over its own data sets (and unindexed values)."""
@@ -214,6 +207,19 @@ class Backward:
 
     def use(self, matrix, pair):
         self.uses[matrix.id].append(pair)
+
+
+def dependency_cone(defining, roots, stop=frozenset()):
+    """Ids of the values the ``roots`` depend on (roots included) through ``defining`` (value id ->
+    instruction), not entering values in ``stop``."""
+    seen, stack = set(), list(roots)
+    while stack:
+        vid = stack.pop()
+        if vid in seen or vid not in defining or vid in stop:
+            continue
+        seen.add(vid)
+        stack.extend(v.id for v in defining[vid].inputs())
+    return seen
 
 
 def backward(el, f, pos):

@@ -39,7 +39,7 @@ from ..errors import error
 from ..ir.core import PARAMS, VEC_ARGS, WIDTH, AxisRef, InitMatrix, InitScalar, InitVector, Kind, MatMul, Nonlin
 from ..ops.moment import Moment
 from . import ast
-from .grad import Backward, _At, width_scalar
+from .grad import Backward, _At, dependency_cone, width_scalar
 from .scope import Ctx, FVar, Scope
 from .terms import DataT, ListT, MatT, Num, ScalT, VecT, WidthT
 
@@ -75,14 +75,7 @@ class Training:
         self.name = f"@train{fs[0].id}"
         self.ctx = Ctx(Scope(), pos)
         self.ctx.fvars = [FVar(self.name, axis, pos)]
-        defining = {ins.out.id: ins for ins in el.instrs}
-        cone, stack = set(), [f.id for f in fs]
-        while stack:
-            vid = stack.pop()
-            if vid not in cone and vid in defining:
-                cone.add(vid)
-                stack.extend(v.id for v in defining[vid].inputs())
-        self.cone = cone
+        cone = self.cone = dependency_cone({ins.out.id: ins for ins in el.instrs}, [f.id for f in fs])
         self.template = [ins for ins in el.instrs if ins.out.id in cone]
         self.envs = [{vid: el.values[vid] for vid in cone}]      # step -> base value id -> its value
         self.current = [set(cone)]                                # step -> ids of that step's values
@@ -198,17 +191,20 @@ class Training:
         return self._width_free(total, ins)
 
     def _vector_update(self, ins, s):
-        """p_{s+1} = p_s - r eta_s sum_{c,i} chi^c_i sum_l C(p, p_l)(m, i) pbar^c_{l,i}."""
-        members = [m for m in self.template if isinstance(m, InitVector) and m.block is ins.block]
-        _, vectors = self.updates[s]
+        """p_{s+1} = p_s + (step s's update of p)."""
         prev = self.envs[s][ins.out.id]
-        total = self.el.leaf(prev, (self.name,) if prev.axes else ())
-        rate = self._rate(ins.out, s)
-        for other in members:
+        total = self.el.leaf(prev, (self.name,) if prev.axes else ()) + self._vector_step(ins, s)
+        return self._value(Nonlin, self._width_free(total, ins), ins)
+
+    def _vector_step(self, ins, s):
+        """Step s's update of a trained vector p: -r eta_s sum_{c,i} chi^c_i sum_l C(p, p_l)(m, i) pbar^c_{l,i}
+        (p_l the members of p's Gaussian block), as an expression over this step's index."""
+        _, vectors = self.updates[s]
+        total = sympy.S.Zero
+        for other in (m for m in self.template if isinstance(m, InitVector) and m.block is ins.block):
             for chi, i, pbar in vectors.get(other.out.id, ()):
-                total += -rate * chi * self._cov_leaf(ins, other, i) * self._member(pbar, i)
-        total = self._width_free(total, ins)
-        return self._value(Nonlin, total, ins)
+                total += -self._rate(ins.out, s) * chi * self._cov_leaf(ins, other, i) * self._member(pbar, i)
+        return total
 
     def _cov_leaf(self, ins, other, i):
         """C(p, p_l)(m, i): the covariance of ``ins``'s member (over this step's index) with member i of
@@ -283,12 +279,7 @@ class KernelTraining(Training):
         if isinstance(ins, (InitMatrix, InitScalar)) or (isinstance(ins, InitVector) and ins.out.id not in el.params):
             return None
         if isinstance(ins, InitVector):
-            total = sympy.S.Zero
-            members = [m for m in self.template if isinstance(m, InitVector) and m.block is ins.block]
-            for r, (_, vectors) in enumerate(self.updates[: s + 1]):
-                for other in members:
-                    for chi, i, pbar in vectors.get(other.out.id, ()):
-                        total += -self._rate(ins.out, r) * chi * self._cov_leaf(ins, other, i) * self._member(pbar, i)
+            total = sympy.Add(*[self._vector_step(ins, r) for r in range(s + 1)])
             return self._emit(Nonlin, self._width_free(total, ins), ins)
         initial = self.envs[0]
         if isinstance(ins, MatMul):

@@ -529,9 +529,8 @@ def _method_label(methods):
 SAMPLE_FROM_STEPS = 2
 
 
-#: Default numbers of Monte Carlo samples per expectation, and of draws for the sampled limit (each of its
-#: draws runs the whole program: 2^18 gives standard errors ~1e-3 on O(1) outputs).
-MC_SAMPLES, SAMPLED_DRAWS = 1 << 20, 1 << 18
+#: Default number of Monte Carlo samples per expectation (the sampled limit's default draws: limit_sampler).
+MC_SAMPLES = 1 << 20
 
 
 def evaluate(target, method="auto", samples=None, seed=0, threads=None, defines=None, backend="auto",
@@ -550,14 +549,14 @@ def evaluate(target, method="auto", samples=None, seed=0, threads=None, defines=
     if method == "auto" and getattr(target, "training_steps", 0) >= SAMPLE_FROM_STEPS:
         method = "sampled"
     if method == "sampled":
-        from ..simulate.limit_sampler import sample_limit
+        from ..simulate.limit_sampler import DEFAULT_DRAWS, sample_limit
         if isinstance(target, LimitProgram):
             raise error(None, "method 'sampled' works on the program, not on its derived limit")
         if not hasattr(target, "instructions"):
             import tensorprog
             target = tensorprog.parse(target, defines=defines)
         t0 = time.perf_counter()
-        results = sample_limit(target, samples=SAMPLED_DRAWS if samples is None else samples, seed=seed,
+        results = sample_limit(target, samples=DEFAULT_DRAWS if samples is None else samples, seed=seed,
                                progress=progress)
         results.timings["total"] = time.perf_counter() - t0
         return results

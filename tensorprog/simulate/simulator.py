@@ -125,13 +125,12 @@ class Simulator:
             cov = np.block([[block.cov(k, l).reshape(block.mean(k).size, block.mean(l).size) for l in ks]
                             for k in ks])
             cov = 0.5 * (cov + cov.T)
-            lam, vec = np.linalg.eigh(cov)
+            lam, factor = psd_factor(cov)
             top = max(lam[-1], 0.0) if lam.size else 0.0
             if lam.size and lam[0] < -1e-9 * max(top, 1.0):
                 raise error(block.pos, f"the covariance of '{block.text}' is not positive semidefinite "
                                        f"(eigenvalue {lam[0]:.3g})")
-            keep = lam > 1e-13 * max(top, 1e-300)
-            self._factors[key] = (mean, vec[:, keep] * np.sqrt(lam[keep]))
+            self._factors[key] = (mean, factor)
         return self._factors[key]
 
     # ------------------------------------------------------------------ memory
@@ -201,6 +200,14 @@ class Simulator:
             cells = int(np.prod(shape, dtype=np.int64))
             env[m.id] = np.ascontiguousarray(x[:, off:off + cells].T).reshape(shape + (w,))
             off += cells
+
+def psd_factor(cov):
+    """(eigenvalues, F) of a symmetric covariance: F F^T = cov with only its positive directions (those
+    below 1e-13 of the largest are rounding), so singular covariances are exact."""
+    lam, vec = np.linalg.eigh(cov)
+    keep = lam > 1e-13 * max(lam[-1] if lam.size else 0.0, 1e-300)
+    return lam, vec[:, keep] * np.sqrt(lam[keep])
+
 
 def _sample_matrix(rng, rows, cols, std, pool):
     """rows x cols iid N(0, std^2), filled in fixed row blocks each with its own generator."""
