@@ -261,7 +261,7 @@ def width_scalar(el, expr, ctx, pos, diverges):
     if not expr.has(WIDTH):
         return expr
     lim = width_limit(expr)
-    if lim is None or not lim.is_finite:
+    if (lim is None or not lim.is_finite) and not el.width_dependent:
         raise error(pos, diverges(expr))
     return el.as_scalar_leaf(WidthT(expr), ctx, _At(pos))
 

@@ -91,27 +91,30 @@ def define_value(name, value):
     return sympy.Integer(f.numerator) if f.denominator == 1 else sympy.Rational(f.numerator, f.denominator)
 
 
-def parse(path_or_text, defines=None, name=None, limits=None) -> Program:
+def parse(path_or_text, defines=None, name=None, limits=None, width_dependent=False) -> Program:
     """Parse, elaborate and check a .tp program (a path, or the program text).
 
     ``defines`` overrides consts: ``{"L": 5, "sw2": 1.5}``.  ``limits`` raises front-end limits:
-    ``{"unroll": 500_000}`` (see :class:`tensorprog.frontend.limits.Limits`).  Raises TPError on
-    any problem with the program.
+    ``{"unroll": 500_000}`` (see :class:`tensorprog.frontend.limits.Limits`).  ``width_dependent``:
+    scalars may grow with the width n (``sqrt(n) * mean(...)``, gd's ``scale = n^a``, rates c n^a):
+    the program is for finite widths and ``tpc scaling``, it has no limit.  Raises TPError on any
+    problem with the program.
     """
     with _limits.using(limits):
-        return _parse(path_or_text, defines, name)
+        return _parse(path_or_text, defines, name, width_dependent)
 
 
-def _parse(path_or_text, defines, name):
+def _parse(path_or_text, defines, name, width_dependent=False):
     source, base = read_source(path_or_text, name)
     defs = {k: define_value(k, v) for k, v in (defines or {}).items()}
 
     def work():
         module = parse_source(source)
-        el = Elaborator(source, defs, base)
+        el = Elaborator(source, defs, base, width_dependent=width_dependent)
         outputs = el.run(module)
         prog = Program(source, el.instrs, outputs, consts=el.consts, data=el.data, axes=el.axes, widths=el.widths,
-                       training_steps=max((len(t.envs) - 1 for t in el.trainings.values()), default=0))
+                       training_steps=max((len(t.envs) - 1 for t in el.trainings.values()), default=0),
+                       trainings=[t.spec() for t in el.trainings.values()], width_dependent=width_dependent)
         check_program(prog)
         return prog
     return _with_deep_stack(work, source)

@@ -27,6 +27,11 @@ every earlier update held constant (the gradient at W_s), and are emitted by fro
 ``value = h[k]`` returns any value the outputs depend on (a hidden vector, another scalar) after the
 steps instead of f: feature kernels after training are means of products of such values.
 ``scale = sqrt(n)``: the output is sqrt(n) f (the NTK parametrization), trained by KernelTraining.
+
+A program parsed ``width_dependent`` (``tpc scaling``, ``tpc simulate``: nothing is taken to the limit)
+may scale the output by any c n^a, ``F = scale f``: then the replay is exact gradient descent at finite
+width on l(F, y), chi = dl/dF(F_i, Y_i) / scale (so that F <- F - eta ntk(f, f_B) chi to first order,
+the units of the rates), and gd returns F.
 """
 from __future__ import annotations
 
@@ -65,12 +70,29 @@ class Loss:
         return [d.xreplace({fv: f[0], yv: sympy.nsimplify(float(y))})]
 
 
+@dataclass(frozen=True)
+class TrainingSpec:
+    """What ``tpc scaling`` reads of a training: the outputs f (values), the initial program they depend
+    on (``template``, in order), the output's scale F = scale f, the most steps any gd(...) asked for,
+    the loss, where the first gd(...) is, and the trained parameters' rates ((value id, rate), ...)."""
+
+    outputs: tuple
+    template: tuple
+    scale: object
+    steps: int
+    loss: Loss
+    pos: object
+    rates: tuple = ()
+
+
 class Training:
     """The steps of gradient descent on the outputs fs (cached per training in the elaborator)."""
 
-    def __init__(self, el, fs, labels, etas, loss, batches, pos):
+    def __init__(self, el, fs, labels, etas, loss, batches, pos, scale=sympy.S.One):
         self.el, self.fs, self.labels, self.etas, self.loss, self.batches, self.pos = \
             el, fs, labels, etas, loss, batches, pos
+        self.scale = self.output_scale = scale      # chi = dl/dF / scale (Training's exact replay)
+        self.steps_asked = 0
         (axis,) = fs[0].axes
         self.name = f"@train{fs[0].id}"
         self.ctx = Ctx(Scope(), pos)
@@ -83,6 +105,12 @@ class Training:
         if not any(v in el.params for v in cone):
             names = ", ".join(f.name for f in fs)
             raise error(pos, f"gd({fs[0].name}[...]): '{names}' depends on no trained parameter (`param`)")
+
+    def spec(self):
+        rates = tuple((ins.out.id, self.el.params[ins.out.id].rate) for ins in self.template
+                      if ins.out.id in self.el.params)
+        return TrainingSpec(tuple(self.fs), tuple(self.template), self.output_scale, self.steps_asked, self.loss,
+                            self.pos, rates)
 
     def at(self, t, value_id):
         """The value (base id ``value_id``) after t steps."""
@@ -134,7 +162,8 @@ class Training:
         ``outputs[b]`` the outputs (expressions) at the b-th point of the batch."""
         matrices, vectors = {}, {}
         for i, f_i in zip(self._batch(s), outputs):
-            for (uses, pbars), chi in zip(grads, self.loss.chi(f_i, self.labels[i])):
+            chis = self.loss.chi([self.scale * f for f in f_i], self.labels[i])
+            for (uses, pbars), chi in zip(grads, (c / self.scale for c in chis)):
                 if chi == 0:
                     continue
                 for mid, pairs in uses.items():
@@ -220,6 +249,8 @@ class Training:
         """Width factors of an update (rates, variances times n) must have a limit: they become scalars."""
         if not expr.has(WIDTH):
             return expr
+        if self.el.width_dependent:        # finite width: n is a scalar of the program
+            return expr.xreplace({WIDTH: self.el.as_scalar_leaf(WidthT(WIDTH), self.ctx, _At(ins.pos))})
         out = sympy.S.Zero
         for term in sympy.Add.make_args(sympy.expand(expr)):
             w, rest = term.as_independent(*[s for s in term.free_symbols if s != WIDTH], as_Add=False)
@@ -246,8 +277,9 @@ class KernelTraining(Training):
     value in the limit (feature kernels do not move).
     """
 
-    def __init__(self, el, fs, labels, etas, loss, batches, pos):
+    def __init__(self, el, fs, labels, etas, loss, batches, pos, scale=sympy.sqrt(WIDTH)):
         super().__init__(el, fs, labels, etas, loss, batches, pos)
+        self.output_scale = scale                  # chi stays dl/dF: the tangent replay is in F's units
         self.deltas = [{}]               # step -> base value id -> tangent value (absent: 0)
         self.grads = None
 
@@ -415,11 +447,13 @@ def gd_term(el, node, args, ctx, keywords):
             raise error(node.args[2].pos, f"{steps} steps need {steps} learning rates, got {len(rates)}")
         etas = tuple(sympy.nsimplify(float(r)) for r in rates)
     batches = _batches(el, keywords, len(labels), steps, ctx)
-    kind = _output_scale(el, keywords, ctx)
-    key = (tuple(g.id for g in fs), labels.tobytes(), loss, etas, batches, kind)
+    kind, scale = _output_scale(el, keywords, ctx)
+    key = (tuple(g.id for g in fs), labels.tobytes(), loss, etas, batches, kind, scale)
     if key not in el.trainings:
-        el.trainings[key] = kind(el, fs, labels, etas, loss, batches, node.pos)
-    return _result(el, el.trainings[key], steps, f, names, keywords, ctx, node)
+        el.trainings[key] = kind(el, fs, labels, etas, loss, batches, node.pos, scale)
+    training = el.trainings[key]
+    training.steps_asked = max(training.steps_asked, steps)
+    return _result(el, training, steps, f, names, keywords, ctx, node)
 
 
 @dataclass(frozen=True)
@@ -433,19 +467,28 @@ class _Constant:
 
 
 def _output_scale(el, keywords, ctx):
-    """``scale = 1`` (the default: the output is f, a 1/n readout as in muP / mean-field): Training;
-    ``scale = sqrt(n)`` (the output is sqrt(n) f, the NTK parametrization's readout): KernelTraining."""
+    """(training class, scale).  ``scale = 1`` (the default: the output is f, a 1/n readout as in muP /
+    mean-field): Training; ``scale = sqrt(n)`` (the output is sqrt(n) f, the NTK parametrization's
+    readout): KernelTraining.  A width-dependent program takes any positive c n^a (exact replay)."""
     kw = keywords.get("scale")
     if kw is None:
-        return Training
+        return Training, sympy.S.One
     from .expressions import elaborate
     t = elaborate(el, kw.value, ctx)
     if isinstance(t, Num) and t.v == 1:
-        return Training
+        return Training, sympy.S.One
+    if el.width_dependent and isinstance(t, (Num, WidthT)) and _positive_scale(t):
+        return Training, (t.v if isinstance(t, Num) else t.e)
     if isinstance(t, WidthT) and sympy.simplify(t.e - sympy.sqrt(WIDTH)) == 0:
-        return KernelTraining
+        return KernelTraining, sympy.sqrt(WIDTH)
     raise error(kw.value.pos, "scale must be 1 (the output is f: muP, mean-field) or sqrt(n) (the output is "
-                              "sqrt(n) f: the NTK parametrization)")
+                              "sqrt(n) f: the NTK parametrization); other scales c n^a have no limit of their own: "
+                              "analyse them with `tpc scaling`, run them with `tpc simulate`")
+
+
+def _positive_scale(t):
+    v = t.v if isinstance(t, Num) else t.e
+    return all(sympy.sympify(v).subs(WIDTH, w) > 0 for w in (1, 1000))
 
 
 def _result(el, training, steps, f, names, keywords, ctx, node):
@@ -453,6 +496,10 @@ def _result(el, training, steps, f, names, keywords, ctx, node):
     kw = keywords.get("value")
     if kw is None:
         value = training.at(steps, f.id)
+        if value is not None and training.scale != 1 and not isinstance(training, KernelTraining):
+            scale = el.as_scalar_leaf(WidthT(training.scale) if training.scale.has(WIDTH) else Num(training.scale),
+                                      ctx, node)
+            return ScalT(scale * el.leaf(value, tuple(names)))
         if value is not None:
             return ScalT(el.leaf(value, tuple(names)))
         # F_0 - F_0 = 0: still a scalar of the program (data zeros over the statement's index, if any), so

@@ -17,16 +17,21 @@ class Program:
     Attributes: ``instructions`` (execution order, only what some output needs),
     ``outputs``, ``axes`` (data set name -> Axis), ``data`` (name -> array),
     ``consts``, ``widths`` (name -> multiple of n), ``source``, ``training_steps`` (the most steps a
-    ``gd(...)`` in it unrolls; 0 without training).
+    ``gd(...)`` in it unrolls; 0 without training), ``trainings`` (a
+    :class:`~tensorprog.frontend.train.TrainingSpec` per training: what ``tpc scaling`` reads) and
+    ``width_dependent`` (parsed for finite widths: its scalars may grow with n, it has no limit).
 
     A Program pickles (its data and Gaussian blocks are plain arrays), so it can be sent to another
     process; deriving and evaluating it there gives bit-identical results (the derivation does not
     depend on the process's hash seed); so does a derived limit.
     """
 
-    def __init__(self, source, instructions, outputs, *, consts, data, axes, widths, training_steps=0):
+    def __init__(self, source, instructions, outputs, *, consts, data, axes, widths, training_steps=0,
+                 trainings=(), width_dependent=False):
         self.source = source
         self.training_steps = training_steps
+        self.trainings = tuple(trainings)
+        self.width_dependent = width_dependent
         self.outputs = tuple(outputs)
         self.consts = dict(consts)
         self.data = dict(data)

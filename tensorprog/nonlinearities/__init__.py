@@ -43,6 +43,9 @@ class Nonlinearity:
     pairs       ((other, formula, rule), ...): closed forms of E[f(u) other(v)] for a centred pair
                 with Var u = a, Var v = b, Cov(u, v) = c, as ``rule(a, b, c)``; ``other`` is this
                 function's name or another registered one (added to the table in both orders)
+    asymptotics (m, g) or (): f(x) ~ x^m as x -> 0 (m = 0 when f(0) != 0) and |f(x)| ~ |x|^g as
+                |x| -> oo (g = 0 bounded, -oo vanishing): the width exponents of ``tpc scaling``
+                (tensorprog/scaling/orders.py); () makes them undecided
     """
 
     name: str
@@ -59,6 +62,7 @@ class Nonlinearity:
     doc: tuple = ("", "")
     single: tuple = ()   # (formula text, rule(m, s)): E[f(u)] for u ~ N(m, s), a sympy expression
     pairs: tuple = ()    # ((other name, formula text, rule(a, b, c)), ...): E[f(u) other(v)], centred
+    asymptotics: tuple = ()   # (m, g): f(x) ~ x^m at 0, |x|^g at infinity (tpc scaling)
     user: bool = field(default=False, compare=False)
 
     @property

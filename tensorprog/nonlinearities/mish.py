@@ -40,4 +40,4 @@ def _np_mish(x):
 
 register(Nonlinearity("mish", 1, mish, "mish", numpy=_np_mish,
                       numba=lambda x: f"(({x}) * _sp.tanh(_sp.softplus({x})))",
-                      doc=("x tanh(softplus(x))", "tanh(sp) + x sigmoid (1 - tanh(sp)^2)")))
+                      doc=("x tanh(softplus(x))", "tanh(sp) + x sigmoid (1 - tanh(sp)^2)"), asymptotics=(1, 1)))

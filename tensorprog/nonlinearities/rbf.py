@@ -44,4 +44,4 @@ register(Nonlinearity(
             lambda m, s: sympy.exp(-m**2 / (2 * (1 + s))) / sympy.sqrt(1 + s)),
     pairs=(("rbf", "1 / sqrt((1 + a)(1 + b) - c^2)",
             lambda a, b, c: 1 / sympy.sqrt((1 + a) * (1 + b) - c**2)),),
-    doc=("exp(-x^2 / 2)", "-x rbf(x)")))
+    doc=("exp(-x^2 / 2)", "-x rbf(x)"), asymptotics=(0, -sympy.oo)))

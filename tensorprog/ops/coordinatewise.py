@@ -122,3 +122,40 @@ def describe_body(ins, arg_text, show):
 
 def edges(ins):
     return tuple((a.value, "arg") for a in ins.vec_args) + tuple((a.value, "param") for a in ins.params)
+
+
+# ---------------------------------------------------------------------- tpc scaling (tensorprog/scaling)
+
+def _formals(ins):
+    return [(VEC_ARGS[k], a) for k, a in enumerate(ins.vec_args)] + [(PARAMS[k], a) for k, a in enumerate(ins.params)]
+
+
+def scaling_size(an, ins):
+    """order(fn(x...; p...)) by the order calculus, from the arguments' orders."""
+    an.size[ins.out.id] = an.guarded(ins, lambda: an.order_in(ins, ins.fn, an.size))
+
+
+def scaling_change(an, ins):
+    """Delta fn = sum_a (d fn/da) Delta a: order max_a (order(d fn/da) + order(Delta a))."""
+    from ..scaling.orders import ZERO, oadd, omax
+
+    def compute():
+        terms = [oadd(an.order_in(ins, ins.fn.diff(sym), an.size), an.step_change[a.value.id])
+                 for sym, a in _formals(ins) if a.value.id in an.step_change]
+        return omax(*terms)
+    o = an.guarded(ins, compute) if any(a.value.id in an.step_change for _, a in _formals(ins)) else ZERO
+    if o != ZERO:
+        an.step_change[ins.out.id] = o
+
+
+def scaling_adjoint(an, ins):
+    """n df/dx_a = (n df/d out) d fn/dx_a (vectors; the mean over coordinates for scalars)."""
+    from ..scaling.orders import Undecided, oadd
+
+    if ins.out.id not in an.adj:
+        return
+    for sym, a in _formals(ins):
+        try:
+            an.add_adjoint(a.value, oadd(an.adj[ins.out.id], an.order_in(ins, ins.fn.diff(sym), an.size)))
+        except Undecided as u:
+            an.undecided.setdefault(a.value.id, u.reason)

@@ -10,7 +10,7 @@ import sympy
 
 from ..errors import error
 from ..ir.core import WIDTH, GaussianBlock, Instr, Kind
-from .registry import (BACKWARD, CHECK, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING, MEMORY,
+from .registry import (SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE, BACKWARD, CHECK, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING, MEMORY,
                        SAMPLE_LIMIT, SIMULATE, SIMULATE_PREPARE, nothing)
 
 
@@ -129,7 +129,8 @@ def _derive_init_scalar(d, ins: InitScalar):
         return
     lim = sympy.limit(ins.value, WIDTH, sympy.oo) if ins.value.has(WIDTH) else ins.value
     if not lim.is_finite or not lim.is_real:
-        raise LimitError(f"the scalar {ins.value} has no finite limit as n -> oo")
+        raise LimitError(f"the scalar {ins.value} has no finite limit as n -> oo (a width-dependent program: "
+                         "analyse its exponents with `tpc scaling`, run it with `tpc simulate`)")
     d.set_scalar(ins, lim)
 
 
@@ -224,3 +225,38 @@ EDGES.register(InitMatrix, InitVector, InitScalar)(lambda ins: ())
 # reverse mode stops at the initial objects: a trained parameter's gradient is read off its adjoint
 # (vectors) or its recorded uses (matrices) by the NTK (frontend/grad.py)
 BACKWARD.register(InitMatrix, InitVector, InitScalar)(nothing)
+
+
+# ---------------------------------------------------------------------- tpc scaling (tensorprog/scaling)
+
+SCALING_SIZE.register(InitMatrix)(nothing)          # a matrix has no coordinates of its own: W x's rule
+SCALING_CHANGE.register(InitMatrix, InitScalar)(nothing)
+SCALING_ADJOINT.register(InitMatrix, InitVector, InitScalar)(nothing)
+
+
+@SCALING_SIZE.register(InitVector)
+def _scaling_size_init_vector(an, ins: InitVector):
+    """Theta(1) coordinates: the block's covariance does not depend on n."""
+    an.size[ins.out.id] = sympy.S.Zero
+
+
+@SCALING_SIZE.register(InitScalar)
+def _scaling_size_init_scalar(an, ins: InitScalar):
+    """The leading exponent of a width-dependent number c n^k; data is Theta(1) (0 when all zero)."""
+    from ..scaling.orders import ZERO, order_of_number
+
+    if ins.is_data:
+        an.size[ins.out.id] = sympy.S.Zero if np.any(ins.value) else ZERO
+    else:
+        an.size[ins.out.id] = order_of_number(ins.value)
+
+
+@SCALING_CHANGE.register(InitVector)
+def _scaling_change_init_vector(an, ins: InitVector):
+    """A trained vector moves by its update (analysis.vector_step); others do not move."""
+    from ..scaling.orders import ZERO
+
+    if an.is_trained(ins.out):
+        o = an.vector_step(ins.out)
+        if o != ZERO:
+            an.step_change[ins.out.id] = o

@@ -14,7 +14,7 @@ import numpy as np
 import sympy
 
 from ..ir.core import Arg, Instr, Kind, Value
-from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING,
+from .registry import (SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE, BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING,
                        MEMORY, SAMPLE_LIMIT, SIMULATE, SIMULATE_PREPARE, nothing)
 
 
@@ -202,3 +202,33 @@ def _backward_matmul(bw, ins: MatMul):
     x = bw.arg_leaf(ins.arg)
     bw.add(x, bw.matmul(ins.matrix, hbar, not ins.transposed, ins))
     bw.use(ins.matrix, (x, hbar) if ins.transposed else (hbar, x))
+
+
+# ---------------------------------------------------------------------- tpc scaling (tensorprog/scaling)
+
+@SCALING_SIZE.register(MatMul)
+def _scaling_size_matmul(an, ins: MatMul):
+    """W x: the order of x plus order(n s2) / 2 (the central limit over the fan-in)."""
+    an.size[ins.out.id] = an.guarded(ins, lambda: an.size[ins.arg.value.id] + an.matrix_factor(ins.matrix))
+
+
+@SCALING_CHANGE.register(MatMul)
+def _scaling_change_matmul(an, ins: MatMul):
+    """Delta(W x) = W Delta x + (Delta W) x: the larger order of the two."""
+    from ..scaling.orders import ZERO, oadd, omax
+
+    parts = []
+    if ins.arg.value.id in an.step_change:
+        parts.append(oadd(an.step_change[ins.arg.value.id], an.matrix_factor(ins.matrix)))
+    if an.is_trained(ins.matrix):
+        parts.append(an.matrix_step(ins))
+    o = an.guarded(ins, lambda: omax(*parts))
+    if o != ZERO:
+        an.step_change[ins.out.id] = o
+
+
+@SCALING_ADJOINT.register(MatMul)
+def _scaling_adjoint_matmul(an, ins: MatMul):
+    """n df/dx = W^T (n df/dh): the order of h's plus order(n s2) / 2."""
+    if ins.out.id in an.adj:
+        an.add_adjoint(ins.arg.value, an.adj[ins.out.id] + an.matrix_factor(ins.matrix))

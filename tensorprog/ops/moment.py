@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+import sympy
 
 from ..ir.core import Kind
 from . import coordinatewise as cw
-from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SAMPLE_LIMIT,
+from .registry import (SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE, BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SAMPLE_LIMIT,
                        SIMULATE, SIMULATE_PREPARE)
 
 
@@ -72,3 +73,23 @@ def _backward_moment(bw, ins: Moment):
         bw.add(x, sbar * bw.diff(phi, x, ins) / rho)
     for p in scalars:
         bw.add(p, sbar * bw.moment(bw.diff(phi, p, ins), ins))
+
+
+@SCALING_SIZE.register(Moment)
+def _scaling_size_moment(an, ins: Moment):
+    """mean(phi) is of phi's order when E[phi(Z)] != 0, else the central-limit fluctuation: 1/2 less."""
+    from ..scaling.orders import Undecided
+
+    cw.scaling_size(an, ins)
+    if ins.out.id in an.undecided:
+        return
+    try:
+        if an.moment_limit_is_zero(ins):
+            an.size[ins.out.id] -= sympy.Rational(1, 2)
+            an.zero_limit[ins.out.id] = True
+    except Undecided as u:
+        an.undecided[ins.out.id] = u.reason
+
+
+SCALING_CHANGE.register(Moment)(cw.scaling_change)
+SCALING_ADJOINT.register(Moment)(cw.scaling_adjoint)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..ir.core import Kind
 from . import coordinatewise as cw
-from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SAMPLE_LIMIT,
+from .registry import (SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE, BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SAMPLE_LIMIT,
                        SIMULATE, SIMULATE_PREPARE)
 
 
@@ -66,3 +66,7 @@ def _backward_nonlin(bw, ins: Nonlin):
         bw.add(x, ybar * bw.diff(phi, x, ins))
     for p in scalars:
         bw.add(p, bw.rho(ins.out) * bw.moment(ybar * bw.diff(phi, p, ins), ins))
+
+SCALING_SIZE.register(Nonlin)(cw.scaling_size)
+SCALING_CHANGE.register(Nonlin)(cw.scaling_change)
+SCALING_ADJOINT.register(Nonlin)(cw.scaling_adjoint)

@@ -57,12 +57,19 @@ LISTING = RuleTable("listing", "ins -> the body of its line in the program listi
 DESCRIBE = RuleTable("describe", "(ins, arg_text, show) -> readable text (arg_text(arg, show) names an argument), "
                                   "or None for the value's own name")
 EDGES = RuleTable("edges", "ins -> iterable of (input value, role) for the dataflow graph")
+SCALING_SIZE = RuleTable("scaling_size", "(analysis, ins) -> None; sets analysis.size[ins.out.id], the width "
+                                         "exponent of ins.out at initialisation (tpc scaling: tensorprog/scaling)")
+SCALING_CHANGE = RuleTable("scaling_change", "(analysis, ins) -> None; sets analysis.step_change[ins.out.id], the "
+                                             "width exponent of ins.out's change in this step (first order)")
+SCALING_ADJOINT = RuleTable("scaling_adjoint", "(analysis, ins) -> None; reverse: the width exponents of n df/dx "
+                                               "(vectors) or df/dx (scalars) of ins's inputs x from ins.out's")
 BACKWARD = RuleTable("backward", "(bw, ins) -> None; reverse mode: adds the contributions of ins.out's adjoint "
                                  "to its inputs' adjoints (frontend/grad.py)")
 
 #: Every interpretation an instruction class must have a rule for.  (CSE_KEY only for ops the front
 #: end shares, GAUSSIAN_MEAN / GAUSSIAN_COV only for ops whose derive rule creates Gaussian atoms.)
-INTERPRETATIONS = (CHECK, DERIVE, SIMULATE_PREPARE, SIMULATE, SAMPLE_LIMIT, MEMORY, LISTING, DESCRIBE, EDGES, BACKWARD)
+INTERPRETATIONS = (CHECK, DERIVE, SIMULATE_PREPARE, SIMULATE, SAMPLE_LIMIT, MEMORY, LISTING, DESCRIBE, EDGES, BACKWARD,
+                   SCALING_SIZE, SCALING_CHANGE, SCALING_ADJOINT)
 
 
 def interpret(table: RuleTable, instructions, owner, *extra, errors=(), message=None):

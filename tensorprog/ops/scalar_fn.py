@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from ..ir.core import Kind
 from . import coordinatewise as cw
-from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SAMPLE_LIMIT,
+from .registry import (SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE, BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SAMPLE_LIMIT,
                        SIMULATE, SIMULATE_PREPARE)
 
 
@@ -55,3 +55,7 @@ def _backward_scalar_fn(bw, ins: ScalarFn):
     phi, _, scalars = bw.substituted(ins)
     for p in scalars:
         bw.add(p, sbar * bw.diff(phi, p, ins))
+
+SCALING_SIZE.register(ScalarFn)(cw.scaling_size)
+SCALING_CHANGE.register(ScalarFn)(cw.scaling_change)
+SCALING_ADJOINT.register(ScalarFn)(cw.scaling_adjoint)
