@@ -91,11 +91,32 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--widths", default="256,1024,4096", metavar="N1,N2,...",
                    help="widths n, comma-separated (default 256,1024,4096)")
-    p.add_argument("--seeds", type=int, default=20, help="independent runs per width (default 20)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="independent runs per width (default 20; 5 with --coord-check)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    p.add_argument("--plot", metavar="FILE", help="write a log-log plot of RMS deviation against width")
+    p.add_argument("--plot", metavar="FILE", help="write a log-log plot of RMS deviation against width "
+                                                  "(with --coord-check: of RMS sizes and changes against width)")
     p.add_argument("--json", action="store_true", help="print every statistic as JSON")
+    p.add_argument("--coord-check", action="store_true",
+                   help="the empirical coordinate check of a program with gd(...): RMS size of every vector "
+                        "and of its change after each step against width, fitted slopes beside the static "
+                        "exponents of `tpc scaling` (docs/scaling.md); default --seeds 5")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("scaling", help="width exponents of every value at initialisation and after each step: "
+                                       "is the parametrization stable, in the kernel regime, feature learning?",
+                       description="Static coordinate check (Tensor Programs IV): for each training gd(...) of "
+                                   "the program, the exponent k of Theta(n^k) of every vector and scalar at "
+                                   "initialisation and of its change after each step, from the output's scale "
+                                   "and the parameters' rates, and a verdict: unstable (naming the value, its "
+                                   "line and the step), trivial, kernel regime or feature learning. Nothing "
+                                   "is trained. Scalars may depend on the width here (sqrt(n) * mean(...), "
+                                   "rates like n, gd's scale = n^a).")
+    _common(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help="print the report as JSON")
+    g.add_argument("--latex", action="store_true", help="print LaTeX tables")
+    p.set_defaults(func=cmd_scaling)
 
     p = sub.add_parser("predict", help="predictions of the infinite network: NNGP posterior, NTK gradient flow",
                        description="Evaluate the program's kernels (outputs NNGP and/or NTK) on the train and "
@@ -124,14 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def load_program(args):
+def load_program(args, **options):
     from .frontend.limits import parse_limit
     from .frontend.load import parse, parse_define
 
     limits = dict(parse_limit(text) for text in args.limits)
     defines = dict(parse_define(d) for d in args.defines)
     # always a path on the command line: '.', /dev/zero or a FIFO are refused as files, never read as text
-    return parse(pathlib.Path(args.program), defines=defines, limits=limits)
+    return parse(pathlib.Path(args.program), defines=defines, limits=limits, **options)
 
 
 # Monte Carlo streams its samples (memory does not grow with them) but time does: about a second per
@@ -200,6 +221,8 @@ def cmd_simulate(args):
         widths = [int(w) for w in args.widths.split(",")]
     except ValueError:
         raise error(None, f"--widths expects comma-separated integers, got '{args.widths[:60]}'") from None
+    if args.seeds is None:
+        args.seeds = 5 if args.coord_check else 20
     if min(widths) < 1 or args.seeds < 2:
         raise error(None, "widths must be positive and --seeds at least 2 (standard errors need two runs)")
     _check_range(max(widths), 1, MAX_WIDTH, "each width")
@@ -209,12 +232,33 @@ def cmd_simulate(args):
         from .simulate.plot import plot_formats
 
         check_output_path(args.plot, plot_formats(), "--plot")
+    if args.coord_check:
+        return _coord_check(args, widths)
     conv = convergence(load_program(args), widths, args.seeds, seed=args.seed, progress=True)
     print(conv.to_json() if args.json else conv.table())
     if args.plot:
         from .simulate.plot import plot_convergence
 
         plot_convergence(conv, args.plot)
+    return 0
+
+
+def _coord_check(args, widths):
+    from .scaling.coordcheck import coord_check
+
+    check = coord_check(load_program(args, coord_check=True), widths, seeds=args.seeds, seed=args.seed,
+                        progress=True)
+    print(check.to_json() if args.json else check.table())
+    if args.plot:
+        check.plot(args.plot)
+    return 0
+
+
+def cmd_scaling(args):
+    from .scaling import scaling
+
+    report = scaling(load_program(args, width_dependent=True))
+    print(report.to_json() if args.json else report.to_latex() if args.latex else report.to_text())
     return 0
 
 

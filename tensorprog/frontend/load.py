@@ -91,20 +91,21 @@ def define_value(name, value):
     return sympy.Integer(f.numerator) if f.denominator == 1 else sympy.Rational(f.numerator, f.denominator)
 
 
-def parse(path_or_text, defines=None, name=None, limits=None, width_dependent=False) -> Program:
+def parse(path_or_text, defines=None, name=None, limits=None, width_dependent=False, coord_check=False) -> Program:
     """Parse, elaborate and check a .tp program (a path, or the program text).
 
     ``defines`` overrides consts: ``{"L": 5, "sw2": 1.5}``.  ``limits`` raises front-end limits:
     ``{"unroll": 500_000}`` (see :class:`tensorprog.frontend.limits.Limits`).  ``width_dependent``:
     scalars may grow with the width n (``sqrt(n) * mean(...)``, gd's ``scale = n^a``, rates c n^a):
-    the program is for finite widths and ``tpc scaling``, it has no limit.  Raises TPError on any
-    problem with the program.
+    the program is for finite widths and ``tpc scaling``, it has no limit.  ``coord_check`` (implies
+    width_dependent) adds the outputs of the empirical coordinate check (train.coord_check_outputs).
+    Raises TPError on any problem with the program.
     """
     with _limits.using(limits):
-        return _parse(path_or_text, defines, name, width_dependent)
+        return _parse(path_or_text, defines, name, width_dependent or coord_check, coord_check)
 
 
-def _parse(path_or_text, defines, name, width_dependent=False):
+def _parse(path_or_text, defines, name, width_dependent=False, coord_check=False):
     source, base = read_source(path_or_text, name)
     defs = {k: define_value(k, v) for k, v in (defines or {}).items()}
 
@@ -112,6 +113,9 @@ def _parse(path_or_text, defines, name, width_dependent=False):
         module = parse_source(source)
         el = Elaborator(source, defs, base, width_dependent=width_dependent)
         outputs = el.run(module)
+        if coord_check:
+            from .train import coord_check_outputs
+            outputs = list(outputs) + coord_check_outputs(el)
         prog = Program(source, el.instrs, outputs, consts=el.consts, data=el.data, axes=el.axes, widths=el.widths,
                        training_steps=max((len(t.envs) - 1 for t in el.trainings.values()), default=0),
                        trainings=[t.spec() for t in el.trainings.values()], width_dependent=width_dependent)

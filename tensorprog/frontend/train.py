@@ -516,3 +516,42 @@ def _result(el, training, steps, f, names, keywords, ctx, node):
     value = training.at(steps, lf.value.id)
     leaf = el.leaf(value, lf.index)
     return VecT(leaf, value.dim) if lf.value.kind == Kind.VECTOR else ScalT(leaf)
+
+
+# ------------------------------------------------------------------ the empirical coordinate check
+
+def coord_check_outputs(el):
+    """Outputs for ``tpc simulate --coord-check`` (a width-dependent program): for the k-th training,
+    each named vector x of its cone over the outputs' data set (or over none) and each step t <= T,
+    ``@cc/k/x/t`` = mean(x_t^2) (per data point) and, for t >= 1, ``@dd/k/x/t`` = mean((x_t - x_0)^2);
+    ``@cc/k/F/t`` = the output F_t itself.  RMS sizes are their square roots (scaling/coordcheck.py)."""
+    from ..ir.core import Output
+    from ..ops.scalar_fn import ScalarFn
+
+    outs = []
+    for k, tr in enumerate(el.trainings.values()):
+        T = max(tr.steps_asked, 1)
+        (axis,) = tr.fs[0].axes
+
+        def output(name, leaf, pos):
+            value = el.leaf_of[leaf].value
+            layout = (("f", 0),) if value.axes else ()
+            outs.append(Output(name, pos, layout, (), (), tuple(value.axes), (((), value),)))
+
+        for ins in tr.template:
+            v = ins.out
+            if v.name.startswith("%") or v.kind == Kind.MATRIX or v.axes not in ((), (axis,)):
+                continue
+            x0 = tr.at(0, v.id)
+            for t in range(T + 1):
+                xt = tr.at(t, v.id)
+                lt, l0 = (el.leaf(x, (tr.name,) if x.axes else ()) for x in (xt, x0))
+                if v.kind == Kind.SCALAR:
+                    if v in tr.fs:
+                        output(f"@cc/{k}/{v.name}/{t}", el.emit_cw(ScalarFn, tr._width_free(tr.output_scale * lt, ins), tr.ctx, ins.pos)
+                               if tr.output_scale != 1 else lt, ins.pos)
+                    continue
+                output(f"@cc/{k}/{v.name}/{t}", el.emit_cw(Moment, lt ** 2, tr.ctx, ins.pos), ins.pos)
+                if t and xt is not x0:
+                    output(f"@dd/{k}/{v.name}/{t}", el.emit_cw(Moment, (lt - l0) ** 2, tr.ctx, ins.pos), ins.pos)
+    return outs

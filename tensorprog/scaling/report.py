@@ -179,10 +179,11 @@ def _analyse(program, spec):
                         an.undecided.get(ins.out.id, "")))
     F_init = an.output_order(an.init)
     F_changes = [an.output_order(h) for h in history]
-    rows.append(Row("F = " + (f"n^{show(an.scale)} " if an.scale != 0 else "") +
-                    ", ".join(an.name(f) for f in spec.outputs), "scalar", "output",
-                    spec.pos.line if spec.pos else 0, F_init, F_changes,
-                    next((an.undecided[f.id] for f in spec.outputs if f.id in an.undecided), "")))
+    if spec.rates:
+            rows.append(Row("F = " + (f"n^{show(an.scale)} " if an.scale != 0 else "") +
+                        ", ".join(an.name(f) for f in spec.outputs), "scalar", "output",
+                        spec.pos.line if spec.pos else 0, F_init, F_changes,
+                        next((an.undecided[f.id] for f in spec.outputs if f.id in an.undecided), "")))
     title = (f"gd({', '.join(an.name(f) for f in spec.outputs)}, ...) at line {spec.pos.line}, {steps} step(s)"
              if spec.rates else "the program at initialisation (no training)")
     rates = {an.name(an.defining[vid].out): o for vid, o in an.rates.items()}
