@@ -524,7 +524,7 @@ def coord_check_outputs(el):
     """Outputs for ``tpc simulate --coord-check`` (a width-dependent program): for the k-th training,
     each named vector x of its cone over the outputs' data set (or over none) and each step t <= T,
     ``@cc/k/x/t`` = mean(x_t^2) (per data point) and, for t >= 1, ``@dd/k/x/t`` = mean((x_t - x_0)^2);
-    ``@cc/k/F/t`` = the output F_t itself.  RMS sizes are their square roots (scaling/coordcheck.py)."""
+    a named scalar s (the output: F = scale f) gives ``@cc/k/s/t`` = s_t itself.  RMS sizes are their square roots (scaling/coordcheck.py)."""
     from ..ir.core import Output
     from ..ops.scalar_fn import ScalarFn
 
@@ -546,10 +546,10 @@ def coord_check_outputs(el):
             for t in range(T + 1):
                 xt = tr.at(t, v.id)
                 lt, l0 = (el.leaf(x, (tr.name,) if x.axes else ()) for x in (xt, x0))
-                if v.kind == Kind.SCALAR:
-                    if v in tr.fs:
-                        output(f"@cc/{k}/{v.name}/{t}", el.emit_cw(ScalarFn, tr._width_free(tr.output_scale * lt, ins), tr.ctx, ins.pos)
-                               if tr.output_scale != 1 else lt, ins.pos)
+                if v.kind == Kind.SCALAR:       # a scalar itself (the output: F = scale f)
+                    scaled = v in tr.fs and tr.output_scale != 1
+                    output(f"@cc/{k}/{v.name}/{t}", el.emit_cw(ScalarFn, tr._width_free(tr.output_scale * lt, ins),
+                                                               tr.ctx, ins.pos) if scaled else lt, ins.pos)
                     continue
                 output(f"@cc/{k}/{v.name}/{t}", el.emit_cw(Moment, lt ** 2, tr.ctx, ins.pos), ins.pos)
                 if t and xt is not x0:

@@ -32,13 +32,17 @@ class CoordRow:
     slope_se: float
     static: object         # the static exponent (sympy number), or None when undecided
     note: str = ""
+    kind: str = "vector"
 
     @property
     def disagrees(self):
-        """|slope - static| > 3 SE (never for an undecided static exponent)."""
+        """|slope - static| > 3 SE for a vector; slope > static + 3 SE for a scalar, whose static exponent
+        is an upper bound (a moment whose limit vanishes after training by independence is not detected:
+        docs/scaling.md); never for an undecided static exponent."""
         if self.static is None or self.static == ZERO:
             return False
-        return abs(self.slope - float(self.static)) > 3 * self.slope_se
+        gap = self.slope - float(self.static)
+        return (gap if self.kind == "scalar" else abs(gap)) > 3 * self.slope_se
 
 
 @dataclass
@@ -145,24 +149,26 @@ def coord_check(path_or_text, widths, seeds=5, seed=0, defines=None, progress=Fa
             value = name.split("/")[2]
             is_output = value in {f.name for f in spec.outputs}
             row = next(r for r in tr.rows if r.name.startswith("F = ")) if is_output else static.get(value)
+            is_scalar = is_output or (row is not None and row.kind == "scalar")
             for t in range(max(spec.steps, 1) + 1):
                 for quantity in ("size", "change"):
                     if quantity == "change" and t == 0:
                         continue
-                    per_width = [_rms(run, k, value, t, quantity, is_output) for run in runs]
+                    per_width = [_rms(run, k, value, t, quantity, is_scalar) for run in runs]
                     if any(p is None for p in per_width) or min(m for m, _ in per_width) <= 0:
                         continue
                     means, ses = zip(*per_width)
                     slope, se = fit_slope(widths, means, ses)
-                    st = _static(row, t, quantity)
+                    st = None if tr.culprit and tr.culprit["step"] == 0 and t else _static(row, t, quantity)
                     check.rows.append(CoordRow(k, "F" if is_output else value, quantity, t, list(means), list(ses),
-                                               slope, se, st, row.note if row else ""))
+                                               slope, se, st, row.note if row else "",
+                                               "scalar" if is_scalar else "vector"))
     return check
 
 
-def _rms(samples, k, value, t, quantity, is_output):
-    """(mean over seeds, SE) of the RMS over data points and coordinates, or None."""
-    if is_output:
+def _rms(samples, k, value, t, quantity, is_scalar):
+    """(mean over seeds, SE) of the RMS over data points (and coordinates, for vectors), or None."""
+    if is_scalar:
         Ft = samples.get(f"@cc/{k}/{value}/{t}")
         if Ft is None:
             return None

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from ..ir.core import Kind
-from ..ops.init import InitVector
+from ..ir.core import VEC_ARGS, Kind
+from ..ops.init import InitScalar, InitVector
 from .analysis import Analysis
 from .orders import INF, ZERO, show
 
@@ -160,7 +160,7 @@ def _role(an, ins):
     if ins.out.kind == Kind.SCALAR:
         return "scalar"
     if isinstance(ins, InitVector):
-        return "parameter" if an.is_trained(ins.out) else "input"
+        return ("readout" if _is_readout(an, ins.out) else "parameter") if an.is_trained(ins.out) else "input"
     return "hidden"
 
 
@@ -203,8 +203,8 @@ def _verdict(an, history, F_init, F_changes, trained):
                 "exponent": _json_order(k)}
 
     for ins in an.template:                       # blow-ups at initialisation, in program order
-        k = an.init.get(ins.out.id, ZERO)
-        if ins.out.id not in an.undecided and k != ZERO and k > 0:
+        k = an.init.get(ins.out.id, ZERO)         # (a constant c n^a is a multiplier, not a value that blows up)
+        if ins.out.id not in an.undecided and k != ZERO and k > 0 and not isinstance(ins, InitScalar):
             c = where(ins, 0, k)
             return "unstable", (f"{c['name']} (line {c['line']}) grows like n^{show(k)} at initialisation"), c, []
     if F_init != ZERO and F_init > 0:
@@ -224,9 +224,9 @@ def _verdict(an, history, F_init, F_changes, trained):
             return "undecided", f"the orders of {', '.join(undecided)} are undecided", None, []
         return "initialisation", "stable at initialisation: no value grows with n", None, []
     moved = max(F_changes)
-    learning = [an.name(ins.out) for ins in an.template
-                if ins.out.kind == Kind.VECTOR and not isinstance(ins, InitVector)
-                and not ins.out.name.startswith("%") and any(h.get(ins.out.id, ZERO) == 0 for h in history)]
+    features = [ins for ins in an.template if _is_feature(an, ins)]
+    learning = [an.name(ins.out) for ins in features
+                if not ins.out.name.startswith("%") and any(h.get(ins.out.id, ZERO) == 0 for h in history)]
     if undecided:
         return "undecided", f"the orders of {', '.join(undecided)} are undecided", None, learning
     if moved == ZERO or moved < 0:
@@ -234,10 +234,28 @@ def _verdict(an, history, F_init, F_changes, trained):
     if learning:
         return "feature learning", f"the output moves by Theta(1); hidden features move by Theta(1) in " \
                                    f"{', '.join(learning)}", None, learning
-    hidden = [h.get(ins.out.id, ZERO) for h in history for ins in an.template
-              if ins.out.kind == Kind.VECTOR and not isinstance(ins, InitVector)]
+    hidden = [h.get(ins.out.id, ZERO) for h in history for ins in features]
     return "kernel regime", f"the output moves by Theta(1); hidden features move by " \
                             f"{_big_o(max(hidden, default=ZERO))} (frozen in the limit)", None, []
+
+
+def _is_feature(an, ins):
+    """A hidden feature: a vector of the cone other than an untrained input and a readout (a trained vector
+    the outputs only average against: f = mean(v x))."""
+    if ins.out.kind != Kind.VECTOR:
+        return False
+    if isinstance(ins, InitVector):
+        return an.is_trained(ins.out) and not _is_readout(an, ins.out)
+    return True
+
+
+def _is_readout(an, value):
+    """Every use of the vector is an output that is linear in it (f = mean(v x))."""
+    outs = {f.id for f in an.spec.outputs}
+    users = [i for i in an.template if any(a.value.id == value.id for a in i.args())]
+    return bool(users) and all(u.out.id in outs and all(
+        sympy.diff(u.fn, VEC_ARGS[k], 2) == 0 for k, a in enumerate(u.vec_args) if a.value.id == value.id)
+        for u in users)
 
 
 def _big_o(k):
