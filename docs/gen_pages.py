@@ -413,6 +413,12 @@ def api_page() -> str:
                     "A module that is also callable: `tensorprog.simulate(program, width, seeds)` is "
                     "`tensorprog.simulate.simulate`. Its contents are listed "
                     "[below](#the-tensorprogsimulate-package).", ""]
+        elif name == "scaling":
+            out += ["### `tensorprog.scaling`", "",
+                    "A module that is also callable: `tensorprog.scaling(program)` is "
+                    "`tensorprog.scaling.scaling` ([Is my parametrization right?](scaling.md)).", ""]
+            out += function_entry("tensorprog.scaling.scaling", tensorprog.scaling.scaling)
+            out += class_entry("tensorprog.scaling.ScalingReport", tensorprog.scaling.ScalingReport)
         elif inspect.isclass(obj):
             out += class_entry(f"tensorprog.{name}", obj)
         else:

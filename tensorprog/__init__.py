@@ -8,6 +8,7 @@ Public API::
     print(limit); limit.latex()
     res = tensorprog.evaluate(limit)                     # numbers: res["K"].value, .error, .method
     sim = tensorprog.simulate(prog, 1024, seeds=10)      # the same program at finite width
+    rep = tensorprog.scaling("prog.tp")                  # width exponents: is the parametrization right?
 """
 from ._version import __version__
 from .errors import TPError
@@ -43,9 +44,10 @@ def evaluate(program, method="auto", samples=None, seed=0, threads=None, defines
 
 
 from . import simulate  # noqa: E402  (the module is callable: tensorprog.simulate(program, width, seeds))
+from . import scaling  # noqa: E402  (callable too: tensorprog.scaling(program), docs/scaling.md)
 from .nonlinearities import register_nonlinearity  # noqa: E402
 
 from .predict_program import predict  # noqa: E402  NNGP/NTK predictions (docs/predict.md)
 
-__all__ = ["__version__", "TPError", "parse", "derive", "evaluate", "simulate", "predict",
+__all__ = ["__version__", "TPError", "parse", "derive", "evaluate", "simulate", "scaling", "predict",
            "register_nonlinearity"]

@@ -29,7 +29,7 @@ def _make_class(name, numpy_fn, derivative_cls):
 
 
 def register_nonlinearity(name, numpy, derivative=None, second_derivative=None, closed_form=None,
-                          pair_closed_forms=None, doc=""):
+                          pair_closed_forms=None, doc="", asymptotics=()):
     """Make ``name`` a function ``.tp`` programs can call, computed by ``numpy`` (a vectorised
     function of a float64 array).
 
@@ -40,7 +40,9 @@ def register_nonlinearity(name, numpy, derivative=None, second_derivative=None, 
     and s): then a single-Gaussian expectation of f is that formula.  ``pair_closed_forms`` maps
     the name of a registered function g (or ``name`` itself) to ``(formula text, rule)`` with
     ``rule(a, b, c)`` = E[f(u) g(v)] for a centred Gaussian pair with Var u = a, Var v = b and
-    Cov(u, v) = c.  Returns the registry entry.
+    Cov(u, v) = c.  ``asymptotics = (m, g)``: f(x) ~ x^m as x -> 0 (m = 0 when f(0) != 0) and
+    |f(x)| ~ |x|^g as |x| -> oo, for ``tpc scaling`` (without it, width exponents through f are
+    reported as undecided).  Returns the registry entry.
     """
     from . import REGISTRY, Nonlinearity, register
 
@@ -63,5 +65,6 @@ def register_nonlinearity(name, numpy, derivative=None, second_derivative=None, 
         pairs = tuple((other, text, rule) for other, (text, rule) in (pair_closed_forms or {}).items()
                       if cname == name)
         entry = register(Nonlinearity(cname, 1, cls, cname, numpy=fn, doc=(doc, ""), single=single, pairs=pairs,
-                                      user=True), replace=True)
+                                      asymptotics=tuple(asymptotics) if cname == name else (), user=True),
+                         replace=True)
     return entry

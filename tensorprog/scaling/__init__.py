@@ -9,6 +9,9 @@ anything (tensorprog/scaling/analysis.py states the rules).  The empirical check
 """
 from __future__ import annotations
 
+import sys
+import types
+
 from .report import ScalingReport, analyse_program
 
 
@@ -24,3 +27,13 @@ def scaling(program, defines=None) -> ScalingReport:
 
 
 __all__ = ["scaling", "ScalingReport"]
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``tensorprog.scaling`` be both this package and the function ``scaling``."""
+
+    def __call__(self, *args, **kwargs):
+        return scaling(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -83,6 +83,7 @@ class CoordCheck:
         """Per value a log-log panel: RMS size (t = 0..T, solid) and change (t >= 1, dotted) against width,
         with the static exponent's slope drawn dashed through the smallest width's point."""
         import matplotlib
+        import matplotlib.ticker
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
@@ -94,15 +95,20 @@ class CoordCheck:
         for ax, key in zip(axes.flat, names):
             for r in (r for r in self.rows if (r.training, r.name) == key):
                 style = "-o" if r.quantity == "size" else ":s"
-                line, = ax.plot(w, r.rms, style, ms=3, label=f"{r.quantity} t={r.step}: {r.slope:+.2f}")
+                static = "?" if r.static is None else ("-oo" if r.static == ZERO else str(r.static))
+                line, = ax.plot(w, r.rms, style, ms=3,
+                                label=f"{r.quantity} t={r.step}: {r.slope:+.2f} (static {static})")
                 if r.static is not None and r.static != ZERO:
                     ax.plot(w, r.rms[0] * (w / w[0]) ** float(r.static), "--", color=line.get_color(), lw=0.8)
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.set_xticks(w, [str(int(x)) for x in w], fontsize=7, rotation=45)
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.tick_params(axis="y", labelsize=7)
             ax.set_title(key[1] + ("  (DISAGREES)" if any(r.disagrees for r in self.rows
                                                            if (r.training, r.name) == key) else ""), fontsize=9)
             ax.set_xlabel("width n", fontsize=8)
-            ax.legend(fontsize=6)
+            ax.legend(fontsize=5.5, framealpha=0.6)
         for ax in list(axes.flat)[len(names):]:
             ax.axis("off")
         fig.suptitle("coordinate check: measured (markers, fitted slope) and static exponent (dashed)", fontsize=9)
