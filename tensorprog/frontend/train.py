@@ -524,7 +524,8 @@ def coord_check_outputs(el):
     """Outputs for ``tpc simulate --coord-check`` (a width-dependent program): for the k-th training,
     each named vector x of its cone over the outputs' data set (or over none) and each step t <= T,
     ``@cc/k/x/t`` = mean(x_t^2) (per data point) and, for t >= 1, ``@dd/k/x/t`` = mean((x_t - x_0)^2);
-    a named scalar s (the output: F = scale f) gives ``@cc/k/s/t`` = s_t itself.  RMS sizes are their square roots (scaling/coordcheck.py)."""
+    a named scalar s (the output: F = scale f) gives ``@cc/k/s/t`` = s_t itself.  RMS sizes are their
+    square roots (scaling/coordcheck.py)."""
     from ..ir.core import Output
     from ..ops.scalar_fn import ScalarFn
 

@@ -10,8 +10,8 @@ import sympy
 
 from ..errors import error
 from ..ir.core import WIDTH, GaussianBlock, Instr, Kind
-from .registry import (SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE, BACKWARD, CHECK, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING, MEMORY,
-                       SAMPLE_LIMIT, SIMULATE, SIMULATE_PREPARE, nothing)
+from .registry import (BACKWARD, CHECK, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING, MEMORY,
+                       SAMPLE_LIMIT, SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE, SIMULATE, SIMULATE_PREPARE, nothing)
 
 
 @dataclass(frozen=True, eq=False)

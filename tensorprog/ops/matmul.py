@@ -14,8 +14,8 @@ import numpy as np
 import sympy
 
 from ..ir.core import Arg, Instr, Kind, Value
-from .registry import (SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE, BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING,
-                       MEMORY, SAMPLE_LIMIT, SIMULATE, SIMULATE_PREPARE, nothing)
+from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, GAUSSIAN_COV, GAUSSIAN_MEAN, LISTING, MEMORY,
+                       SAMPLE_LIMIT, SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE, SIMULATE, SIMULATE_PREPARE, nothing)
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,8 +9,8 @@ import sympy
 
 from ..ir.core import Kind
 from . import coordinatewise as cw
-from .registry import (SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE, BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SAMPLE_LIMIT,
-                       SIMULATE, SIMULATE_PREPARE)
+from .registry import (BACKWARD, CHECK, CSE_KEY, DERIVE, DESCRIBE, EDGES, LISTING, MEMORY, SAMPLE_LIMIT,
+                       SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE, SIMULATE, SIMULATE_PREPARE)
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,7 +34,7 @@ import sympy
 from ..errors import TPError
 from ..ir.core import PARAMS, VEC_ARGS, WIDTH, Kind
 from ..ir.describe import describe
-from ..ops.init import InitMatrix, InitScalar, InitVector
+from ..ops.init import InitScalar, InitVector
 from ..ops.registry import SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE
 from .orders import INF, ZERO, Undecided, oadd, omax, order, order_of_number
 
