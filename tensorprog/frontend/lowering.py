@@ -415,7 +415,8 @@ class Elaborator(Declarations, Outputs):
         if lim is None or not lim.is_finite:
             raise error(node.pos, f"the scalar {sympy.sstr(e)} has no finite limit as n -> oo "
                                   f"({'it diverges' if lim is not None else 'it does not converge'}); "
-                                  "the scalars of a Tensor Program must converge")
+                                  "the scalars of a Tensor Program must converge (a program whose scalars grow "
+                                  "with n is analysed by `tpc scaling` and run by `tpc simulate --coord-check`)")
 
     def as_scalar_leaf(self, t, ctx, node):
         """A width-dependent number or data used inside the program becomes an initial scalar."""
