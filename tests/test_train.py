@@ -178,3 +178,20 @@ def test_training_an_output_without_parameters_is_refused(tmp_path):
                     "out F[k] = gd(f[k], [1], 1.0, 1)\n")
     r = subprocess.run([sys.executable, "-m", "tensorprog", "check", str(path)], capture_output=True, text=True)
     assert r.returncode == 2 and "depends on no trained parameter" in r.stderr, r.stderr
+
+
+def test_a_param_no_trained_output_depends_on_is_refused(tmp_path, capsys):
+    """`param` marks what gd / ntk train: one that no such output reaches would silently stay at its
+    initial value.  Two networks in one program, each trained on its own parameters, are fine."""
+    from tensorprog.cli import main
+
+    net = ("data X = [[1], [2]]\nparam vector g[i] ~ N(0, dot(X[i], X[i']))\nparam vector v ~ N(0, 1)\n"
+           "param vector u ~ N(0, 1)\nf[i] = mean(v * tanh(g[i]))\n")
+    with pytest.raises(tensorprog.TPError, match=r"'u' is declared `param` but no gd\(\.\.\.\), ntk"):
+        tensorprog.parse(net + "out F[k] = gd(f[k], [1], 1.0, 1)\n")
+    two = net + "h[i] = mean(u * sin(g[i]))\nout F[k] = gd(f[k], [1], 1.0, 1)\nout H[i, j] = ntk(h[i], h[j])\n"
+    assert tensorprog.parse(two).training_steps == 1
+    path = tmp_path / "prog.tp"
+    path.write_text(net + "out F[k] = gd(f[k], [1], 1.0, 1)\n")
+    assert main(["check", str(path)]) == 2
+    assert "prog.tp:4:1: error: 'u' is declared `param`" in capsys.readouterr().err

@@ -84,11 +84,28 @@ class Elaborator(Declarations, Outputs):
         for name in sorted(set(self.defines) - self.used_defines):
             self.diags.add(whole_file(self.source), f"-D {name}=...: the program has no const named '{name}'"
                            + did_you_mean(name, self.consts))
+        self._check_params_trained()
         outputs = self._build_outputs()
         if not outputs and not self.diags.errors:
             self.diags.add(whole_file(self.source), "the program has no outputs (declare at least one with `out ...`)")
         self.diags.raise_if_errors()
         return outputs
+
+    def _check_params_trained(self):
+        """A ``param`` that no gd / ntk / grad output depends on is a mistake (it would not be trained):
+        refused, when the program trains or differentiates anything.  Several networks in one program
+        are fine: each parameter needs one output that depends on it."""
+        if not (self.trainings or self.backward_passes) or self.diags.errors:
+            return
+        from .grad import dependency_cone
+        defining = {ins.out.id: ins for ins in self.instrs}
+        outputs = [f.id for t in self.trainings.values() for f in t.fs] + list(self.backward_passes)
+        cone = dependency_cone(defining, outputs)
+        for vid, info in self.params.items():
+            if vid not in cone:
+                self.diags.add(info.pos, f"'{info.value.name}' is declared `param` but no gd(...), ntk(...) or "
+                                         "grad(...) output depends on it: it would not be trained (use it, or drop "
+                                         "`param`)")
 
     def stmts(self, stmts, scope):
         for s in stmts:
