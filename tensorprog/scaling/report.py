@@ -1,6 +1,7 @@
 """The scaling report: rows of exponents, the verdict, and its text / JSON / LaTeX forms."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -10,9 +11,6 @@ from ..ir.core import VEC_ARGS, Kind
 from ..ops.init import InitScalar, InitVector
 from .analysis import Analysis
 from .orders import INF, ZERO, show
-
-_SPEC_NONE = None
-
 
 @dataclass
 class Row:
@@ -167,7 +165,7 @@ def _role(an, ins):
 def _analyse(program, spec):
     an = Analysis(program, spec)
     steps = max(spec.steps, 1) if spec.rates else 0
-    an.spec = _with_steps(spec, steps)
+    an.spec = dataclasses.replace(spec, steps=steps)
     history = an.run()
     rows = []
     for ins in an.template:
@@ -180,20 +178,15 @@ def _analyse(program, spec):
     F_init = an.output_order(an.init)
     F_changes = [an.output_order(h) for h in history]
     if spec.rates:
-            rows.append(Row("F = " + (f"n^{show(an.scale)} " if an.scale != 0 else "") +
-                        ", ".join(an.name(f) for f in spec.outputs), "scalar", "output",
-                        spec.pos.line if spec.pos else 0, F_init, F_changes,
+        outputs = ", ".join(an.name(f) for f in spec.outputs)
+        rows.append(Row(f"F = n^{show(an.scale)} {outputs}" if an.scale != 0 else f"F = {outputs}", "scalar",
+                        "output", spec.pos.line if spec.pos else 0, F_init, F_changes,
                         next((an.undecided[f.id] for f in spec.outputs if f.id in an.undecided), "")))
     title = (f"gd({', '.join(an.name(f) for f in spec.outputs)}, ...) at line {spec.pos.line}, {steps} step(s)"
              if spec.rates else "the program at initialisation (no training)")
     rates = {an.name(an.defining[vid].out): o for vid, o in an.rates.items()}
     verdict, summary, culprit, learning = _verdict(an, history, F_init, F_changes, bool(spec.rates))
     return TrainingReport(title, an.scale, rates, steps, rows, verdict, summary, culprit, learning)
-
-
-def _with_steps(spec, steps):
-    import dataclasses
-    return dataclasses.replace(spec, steps=steps)
 
 
 def _verdict(an, history, F_init, F_changes, trained):
