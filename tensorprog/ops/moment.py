@@ -86,7 +86,6 @@ def _scaling_size_moment(an, ins: Moment):
     try:
         if an.moment_limit_is_zero(ins):
             an.size[ins.out.id] -= sympy.Rational(1, 2)
-            an.zero_limit[ins.out.id] = True
     except Undecided as u:
         an.undecided[ins.out.id] = u.reason
 

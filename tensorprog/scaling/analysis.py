@@ -33,6 +33,7 @@ import sympy
 
 from ..errors import TPError
 from ..ir.core import PARAMS, VEC_ARGS, WIDTH, Kind
+from ..frontend.grad import dependency_cone
 from ..ir.describe import describe
 from ..ops.init import InitScalar, InitVector
 from ..ops.registry import SCALING_ADJOINT, SCALING_CHANGE, SCALING_SIZE
@@ -44,13 +45,12 @@ class Analysis:
 
     def __init__(self, program, spec):
         self.program, self.spec = program, spec
-        self.template = [ins for ins in spec.template]
+        self.template = list(spec.template)
         self.defining = {ins.out.id: ins for ins in self.template}
         self.rates = {vid: order_of_number(r) for vid, r in spec.rates}
         self.scale = order_of_number(spec.scale)
         self.size, self.init, self.change, self.step_change, self.adj = {}, {}, {}, {}, {}
         self.undecided = {}          # value id -> why its order is not decided
-        self.zero_limit = {}         # Moment value id -> True when its limit is 0 (the order came from the CLT)
         self.uses = {}               # matrix id -> its MatMul instructions
         for ins in self.template:
             if hasattr(ins, "matrix"):
@@ -104,7 +104,9 @@ class Analysis:
         return oadd(self.rates[value.id], -self.scale, self.chi, lam)
 
     def matrix_step(self, ins):
-        """The order of (W_{t+1} - W_t) applied to ins's argument."""
+        """The order of (W_{t+1} - W_t) x for ins = W x: the update -r eta s2 n n^-s chi sum_u left_u
+        mean(right_u x) over W's uses u = (n df/dh_u, x_u) has order e_W + order(n s2) - s + order(chi)
+        + max_u (lambda(h_u) + kappa(x_u)) + kappa(x) (the inner products generic: not 0)."""
         W = ins.matrix
         best = omax(*[oadd(self.adj.get(u.out.id, ZERO), self.size.get(u.arg.value.id, ZERO))
                       for u in self.uses.get(W.id, ())])
@@ -163,14 +165,7 @@ class Analysis:
 
 def _cone(an, values):
     """Ids of the values ``values`` depend on (within the template)."""
-    stack, seen = [v.id for v in values], set()
-    while stack:
-        vid = stack.pop()
-        if vid in seen or vid not in an.defining:
-            continue
-        seen.add(vid)
-        stack.extend(a.value.id for a in an.defining[vid].args())
-    return seen
+    return dependency_cone(an.defining, [v.id for v in values])
 
 
 def _fresh_gaussian(an, a, others):
