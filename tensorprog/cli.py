@@ -36,6 +36,12 @@ def _common(p):
                         "see the language reference, Limits)")
 
 
+def _latex_or_json(p, latex_help, json_help):
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--latex", action="store_true", help=latex_help)
+    g.add_argument("--json", action="store_true", help=json_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="tpc", description="Compile Tensor Programs and compute their infinite-width limits.",
                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,9 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "terms of transposes, and the deterministic quantities in evaluation "
                                    "order, each with the program variable and line it comes from.")
     _common(p)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--latex", action="store_true", help="print LaTeX (an align* block)")
-    g.add_argument("--json", action="store_true", help="print the full structure as JSON")
+    _latex_or_json(p, "print LaTeX (an align* block)", "print the full structure as JSON")
     p.set_defaults(func=cmd_derive)
 
     p = sub.add_parser("eval", help="evaluate the infinite-width limit numerically",
@@ -113,9 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "is trained. Scalars may depend on the width here (sqrt(n) * mean(...), "
                                    "rates like n, gd's scale = n^a).")
     _common(p)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--json", action="store_true", help="print the report as JSON")
-    g.add_argument("--latex", action="store_true", help="print LaTeX tables")
+    _latex_or_json(p, "print LaTeX tables", "print the report as JSON")
     p.set_defaults(func=cmd_scaling)
 
     p = sub.add_parser("predict", help="predictions of the infinite network: NNGP posterior, NTK gradient flow",
