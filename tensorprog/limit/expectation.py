@@ -26,7 +26,7 @@ from .. import functions as _functions  # noqa: F401  (registers the builtin non
 from .. import nonlinearities as NL
 from sympy import DiracDelta, Derivative
 
-from . import closed_forms, dag, printers
+from . import closed_forms, dag, printers, templates
 from ..ir.core import Formals
 from .symbols import (INDEX, Integral, SteinCoefficient, atom_of, atoms_in, distinct_subexpressions, index_symbols_in,
                       is_atom, is_qref, reindex)
@@ -129,10 +129,44 @@ class Expectations:
         g, gaxes, syms = canonical(normalize(f), axes)
         key = (g, gaxes)
         if key not in self._memo:
-            self._memo[key] = self._expect_sum(g, gaxes)
+            self._memo[key] = self._expect_sum_by_template(g, gaxes)
         return reindex(self._memo[key], syms)
 
-    def _expect_sum(self, g, axes):
+    def _expect_sum_by_template(self, g, axes):
+        """``_expect_sum(g)`` through the template of g's structure (templates.py): the expansion,
+        the split into independent factors and the combination are replayed; each factor's value is
+        the real component's (its own memo), checked against what the template saw: a number stays
+        that number, a symbolic value stays symbolic."""
+        if not templates.worth_it(g):
+            return self._expect_sum(g, axes, self._component)
+        stand_in, renaming = templates.placeholders(g)
+        key = (stand_in, len(axes))
+        variants = _SUM_TEMPLATES.setdefault(key, [])
+        for events, result in variants:
+            values = {}
+            for component, seen in events:
+                val = self._component(renaming.back(component), axes)
+                if isinstance(seen, _ComponentValue) and not val.is_number:
+                    values[seen] = val
+                elif val != seen:
+                    break
+            else:
+                return dag.xreplace(renaming.back(result), values)
+        events, values = [], {}
+
+        def component(f, axes):
+            val = self._component(renaming.back(f), axes)
+            if not val.is_number:
+                values[_component_value(len(events))] = val
+                val = _component_value(len(events))
+            events.append((f, val))
+            return val
+        result = self._expect_sum(stand_in, axes, component)
+        if len(variants) < 4:
+            variants.append((tuple(events), result))
+        return dag.xreplace(renaming.back(result), values)
+
+    def _expect_sum(self, g, axes, component):
         total = []
         held, back = _hold_linear_combinations(g)
         for term in sympy.Add.make_args(expand_top(held)):
@@ -144,10 +178,10 @@ class Expectations:
                 total.append(term)
                 continue
             coeff, rest = term.as_independent(*atoms, as_Add=False)
-            total.append(coeff * self._expect_product(rest, axes))
+            total.append(coeff * self._expect_product(rest, axes, component))
         return sympy.Add(*total)
 
-    def _expect_product(self, rest, axes):
+    def _expect_product(self, rest, axes, component):
         """E of a product: one factor per group of dependent atoms (independent groups factorise)."""
         factors = sympy.Mul.make_args(rest)
         comps = []  # list of (set of groups, [factors])
@@ -160,7 +194,7 @@ class Expectations:
             comps.append((groups, [fac for c in merged for fac in c[1]] + [fac]))
         result = sympy.S.One
         for _, facs in comps:
-            val = self._component(sympy.Mul(*facs), axes)
+            val = component(sympy.Mul(*facs), axes)
             if val == 0:
                 return sympy.S.Zero
             result *= val
@@ -177,10 +211,9 @@ class Expectations:
         F, variables, mean, cov = self.project(f, axes)
         closed = None
         if not dag.has(F, Derivative):
-            closed = closed_form(F, len(variables), mean, cov)
+            closed, cheap = _closed_form_by_template(f, F, len(variables), mean, cov)
         if closed is not None:
-            from .derive import is_cheap
-            if is_cheap(closed):
+            if cheap:
                 return closed
             return self.owner.moment_quantity(closed, axes, f, method=_closed_form_name(F, len(variables)))
         if dag.has(F, DiracDelta):
@@ -193,6 +226,24 @@ class Expectations:
 
     def project(self, f, axes):
         """Rewrite f(atoms) as F(u) over Gaussian variables u (affine forms of atoms): (F, u, mean, cov)."""
+        F, coeffs = self._projection_by_template(f)
+        variables = list(U[:len(coeffs)])
+        return (F, variables) + self._moments(coeffs, axes)
+
+    def _projection_by_template(self, f):
+        """``_projection(f)`` through the template of f's structure: (F, forms) renamed back."""
+        if not templates.worth_it(f):
+            return self._projection(f)
+        stand_in, renaming = templates.placeholders(f)
+        if stand_in not in _PROJECTION_TEMPLATES:
+            _PROJECTION_TEMPLATES[stand_in] = self._projection(stand_in)
+        F, coeffs = _PROJECTION_TEMPLATES[stand_in]
+        back = renaming.back
+        return back(F), [(back(c0), {back(a): back(w) for a, w in ws.items()}) for c0, ws in coeffs]
+
+    @staticmethod
+    def _projection(f):
+        """(F, forms): f(atoms) = F(u_0, ..., u_{d-1}) with u_p = c_p + sum_a w_pa a, forms[p] = (c_p, {a: w_pa})."""
         atoms = sorted(atoms_in(f), key=sympy.default_sort_key)
         forms = {}  # form -> (variable, (constant, {atom: weight}))
 
@@ -226,10 +277,13 @@ class Expectations:
             # are the smaller set of variables.
             forms = {a: (U[k], (sympy.S.Zero, {a: sympy.S.One})) for k, a in enumerate(atoms)}
             F = dag.xreplace(f, {a: v for a, (v, _) in forms.items()})
-        variables = [v for v, _ in forms.values()]
-        coeffs = [parts for _, parts in forms.values()]
+        return F, [parts for _, parts in forms.values()]
+
+    def _moments(self, coeffs, axes):
+        """(mean, cov) of the variables u_p = c_p + sum_a w_pa a of ``coeffs`` (atom means and covariances
+        from the owner)."""
         mean = [c0 + sum((w * self.owner.atom_mean(a) for a, w in ws.items()), sympy.S.Zero) for c0, ws in coeffs]
-        d = len(variables)
+        d = len(coeffs)
         cov = sympy.zeros(d, d)
         atom_cov = {}
 
@@ -242,7 +296,7 @@ class Expectations:
             for q in range(p, d):
                 s = sympy.Add(*[wa * wb * c(a, b) for a, wa in coeffs[p][1].items() for b, wb in coeffs[q][1].items()])
                 cov[p, q] = cov[q, p] = s
-        return F, variables, mean, cov
+        return mean, cov
 
     # ------------------------------------------------------------------ E[dZ/dZhat]
 
@@ -251,7 +305,7 @@ class Expectations:
         key = (f, atom)
         if key in self._derivative_memo:
             return self._derivative_memo[key]
-        d = dag.diff(f, atom)
+        d = _derivative_by_template(f, atom)
         if d == 0:
             out = (sympy.S.Zero, "derivative is 0", d)
         elif not dag.has(d, DiracDelta, Derivative):
@@ -271,6 +325,59 @@ class Expectations:
         cov = sympy.Matrix(len(same), len(same), lambda p, q: self.owner.atom_cov(same[p], same[q], axes))
         coef = SteinCoefficient(same.index(atom), cov, tuple(moments))
         return self.owner.stein_quantity(coef, axes, ("d", f, atom))
+
+
+_SUM_TEMPLATES: dict = {}         # (integrand over stand-ins, number of axes) -> [(events, result)]
+_PROJECTION_TEMPLATES: dict = {}  # integrand over stand-ins -> (F, forms)
+_DERIVATIVE_TEMPLATES: dict = {}  # (expression over stand-ins, stand-in atom) -> derivative
+_CLOSED_TEMPLATES: dict = {}      # (integrand, means, covariance entries) over stand-ins -> (closed form, cheap)
+
+
+class _ComponentValue(sympy.Symbol):
+    """The value of the k-th component a sum template asked for, when it is not a number."""
+
+
+_COMPONENT_VALUES = []
+
+
+def _component_value(k):
+    while len(_COMPONENT_VALUES) <= k:
+        _COMPONENT_VALUES.append(_ComponentValue(f"V~{len(_COMPONENT_VALUES)}"))
+    return _COMPONENT_VALUES[k]
+
+
+def _closed_form_by_template(f, F, d, mean, cov):
+    """(closed form of E[F(u)] or None, whether it is cheap enough to inline), through the template of
+    the integrand together with its Gaussian's mean and covariance entries (all renamed to stand-ins):
+    the closed form at layer l is the one at layer l - 1 renamed, without rebuilding its special
+    functions and powers (the largest cost of a deep network's derivation)."""
+    from .derive import is_cheap
+    if not templates.worth_it(f):
+        closed = closed_form(F, d, mean, cov)
+        return closed, closed is not None and is_cheap(closed)
+    entries = [cov[p, q] for p in range(d) for q in range(p, d)]
+    joint, renaming = templates.placeholders(sympy.Tuple(f, *mean, *entries))
+    if joint not in _CLOSED_TEMPLATES:
+        C = sympy.zeros(d, d)
+        stand_in_entries = iter(joint.args[1 + d:])
+        for p in range(d):
+            for q in range(p, d):
+                C[p, q] = C[q, p] = next(stand_in_entries)
+        closed = closed_form(renaming.forth(F), d, list(joint.args[1:1 + d]), C)
+        _CLOSED_TEMPLATES[joint] = (closed, closed is not None and is_cheap(closed))
+    closed, cheap = _CLOSED_TEMPLATES[joint]
+    return (None if closed is None else renaming.back(closed)), cheap
+
+
+def _derivative_by_template(f, atom):
+    """``dag.diff(f, atom)`` through the template of f's structure (the chain rule is the same at every layer)."""
+    if not templates.worth_it(f):
+        return dag.diff(f, atom)
+    stand_in, renaming = templates.placeholders(f)
+    key = (stand_in, renaming.forth(atom))
+    if key not in _DERIVATIVE_TEMPLATES:
+        _DERIVATIVE_TEMPLATES[key] = dag.diff(*key)
+    return renaming.back(_DERIVATIVE_TEMPLATES[key])
 
 
 def _linear(expr):

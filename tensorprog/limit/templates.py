@@ -1,0 +1,135 @@
+"""Derivation templates: the expectation engine's work memoised by the *structure* of an integrand.
+
+Layer l of a deep network asks the engine the same questions as layer l - 1 with other atoms and other
+quantities: E[relu(b_l + Zhat_l(i)) relu(b_l + Zhat_l(j))] is E[relu(b + Z(i)) relu(b + Z(j))] with the
+names changed.  :func:`placeholders` renames the atoms and quantity references of an expression to
+positional stand-ins (the k-th atom in creation order becomes ``A_k`` in its group's class, the k-th
+quantity ``R_k``), so every layer's question has one key.  A template records the answer over the
+stand-ins; replaying it renames them back (:meth:`Renaming.back`).
+
+Exactness: the stand-ins keep the relative order of the names they replace (atoms are named in creation
+order, ``Z...`` after ``Q...``), so sympy orders terms, and the engine walks them, as it would on the
+real expression; whatever depends on values rather than names (a component that is 0, a covariance
+that is a number) is recomputed with the real atoms on replay and checked against what the template
+saw (see :class:`~tensorprog.limit.expectation.Expectations`).  ``TENSORPROG_DERIVE_TEMPLATES=0``
+turns templates off (the reference path the tests compare with).
+"""
+from __future__ import annotations
+
+import os
+
+from sympy.core.function import AppliedUndef
+from sympy.core.operations import AssocOp
+
+from . import dag
+from .symbols import _ATOMS, STAND_IN_ATOMS, STAND_IN_QUANTS, Atom, Quantity, atom_of, atoms_in, qrefs_in, undefined_function
+
+_ATOM_PREFIX = "Z~"   # after every quantity reference ('Q...'), as real atoms ('Z...') are
+_QREF_PREFIX = "Q~"
+
+
+# Larger expressions (the integrands of unrolled training steps) rarely recur, and renaming them
+# costs more than a template saves: they are derived directly.
+MAX_NODES = 200
+
+
+def enabled() -> bool:
+    return os.environ.get("TENSORPROG_DERIVE_TEMPLATES", "1") != "0"
+
+
+def worth_it(expr) -> bool:
+    """Templates on and ``expr`` small enough (at most MAX_NODES distinct subexpressions)."""
+    if not enabled():
+        return False
+    seen, stack = {expr}, [expr]
+    while stack:
+        for arg in stack.pop().args:
+            if arg not in seen:
+                if len(seen) >= MAX_NODES:
+                    return False
+                seen.add(arg)
+                stack.append(arg)
+    return True
+
+
+def _stand_in_atom(k, group):
+    name = f"{_ATOM_PREFIX}{k:05d}g{group:05d}"
+    atom = STAND_IN_ATOMS.get(name)
+    if atom is None:
+        atom = Atom(None, ("template", group), f"A{k}", None, undefined_function(name))
+        STAND_IN_ATOMS[name] = atom
+    return atom
+
+
+def _stand_in_qref(k):
+    name = f"{_QREF_PREFIX}{k:05d}"
+    q = STAND_IN_QUANTS.get(name)
+    if q is None:
+        q = Quantity(-1, f"R{k}", (), None, "template", fn=undefined_function(name))
+        STAND_IN_QUANTS[name] = q
+    return q
+
+
+class Renaming:
+    """A bijection between the atom / quantity function classes of an expression and stand-ins."""
+
+    def __init__(self, to_stand_in):
+        # keyed by class name: hashing an undefined-function class is slow in sympy
+        self.to_stand_in = {k.__name__: v for k, v in to_stand_in.items()}
+        self.to_real = {v.__name__: k for k, v in to_stand_in.items()}
+
+    @staticmethod
+    def _swap(expr, classes):
+        """``expr`` with every application f(args) of a class in ``classes`` replaced by classes[f](args).
+
+        Nothing is re-evaluated: the renaming keeps the order of names (stand-ins are numbered in
+        the order of the names they replace, and sympy orders undefined functions by name), so
+        every sum and product keeps its canonical order of terms, and a function or a power of
+        renamed arguments evaluates as its original did (a stand-in has its original's assumptions).
+        """
+        if not classes or expr.is_Atom:
+            return expr
+
+        def visit(node, args):
+            if isinstance(node, AppliedUndef):
+                cls = classes.get(type(node).__name__)
+                return node if cls is None else cls(*node.args)
+            if not args or all(a is b for a, b in zip(args, node.args)):
+                return node
+            if isinstance(node, AssocOp):
+                return node.func._from_args(args)
+            return node.func(*args, evaluate=False)
+        return dag.postorder(expr, visit, {})
+
+    def forth(self, expr):
+        return self._swap(expr, self.to_stand_in)
+
+    def back(self, expr):
+        return self._swap(expr, self.to_real)
+
+
+
+def placeholders(expr):
+    """(expr over stand-ins, :class:`Renaming`): atoms and quantity references renamed positionally.
+
+    Atoms keep which of them share a Gaussian group (group numbers by first appearance); the
+    numbering follows the names, i.e. creation order, so the stand-ins sort as the originals do.
+    """
+    atom_classes = sorted({type(a) for a in atoms_in(expr)}, key=lambda c: c.__name__)
+    qref_classes = sorted({type(q) for q in qrefs_in(expr)}, key=lambda c: c.__name__)
+    groups = {}
+    mapping = {}
+    for k, cls in enumerate(atom_classes):
+        g = groups.setdefault(_ATOMS[cls.__name__].group, len(groups))
+        mapping[cls] = _stand_in_atom(k, g).fn
+    for k, cls in enumerate(qref_classes):
+        mapping[cls] = _stand_in_qref(k).fn
+    renaming = Renaming(mapping)
+    return renaming.forth(expr), renaming
+
+
+def is_stand_in(expr) -> bool:
+    return isinstance(expr, AppliedUndef) and type(expr).__name__.startswith((_ATOM_PREFIX, _QREF_PREFIX))
+
+
+__all__ = ["Renaming", "placeholders", "enabled", "is_stand_in", "atom_of"]
