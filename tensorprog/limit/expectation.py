@@ -126,20 +126,27 @@ class Expectations:
         f = sympy.sympify(f)
         if not atoms_in(f):
             return f
+        if templates.worth_it(f):
+            # keyed by structure and names: the integrand over stand-ins, normalised once per structure
+            stand_in, renaming = templates.placeholders(f)
+            if stand_in not in _NORMALIZED:
+                _NORMALIZED[stand_in] = normalize(stand_in)
+            g, gaxes, syms = canonical(_NORMALIZED[stand_in], axes)
+            key = (g, gaxes, renaming.signature)
+            if key not in self._memo:
+                self._memo[key] = self._expect_sum_by_template(g, renaming, gaxes)
+            return reindex(self._memo[key], syms)
         g, gaxes, syms = canonical(normalize(f), axes)
         key = (g, gaxes)
         if key not in self._memo:
-            self._memo[key] = self._expect_sum_by_template(g, gaxes)
+            self._memo[key] = self._expect_sum(g, gaxes, self._component)
         return reindex(self._memo[key], syms)
 
-    def _expect_sum_by_template(self, g, axes):
-        """``_expect_sum(g)`` through the template of g's structure (templates.py): the expansion,
-        the split into independent factors and the combination are replayed; each factor's value is
-        the real component's (its own memo), checked against what the template saw: a number stays
-        that number, a symbolic value stays symbolic."""
-        if not templates.worth_it(g):
-            return self._expect_sum(g, axes, self._component)
-        stand_in, renaming = templates.placeholders(g)
+    def _expect_sum_by_template(self, stand_in, renaming, axes):
+        """``_expect_sum`` of the integrand ``renaming.back(stand_in)`` through the template of its
+        structure: the expansion, the split into independent factors and the combination are
+        replayed; each factor's value is the real component's (its own memo), checked against what
+        the template saw: a number stays that number, a symbolic value stays symbolic."""
         key = (stand_in, len(axes))
         variants = _SUM_TEMPLATES.setdefault(key, [])
         for events, result in variants:
@@ -208,38 +215,68 @@ class Expectations:
         return reindex(self._component_memo[key], syms)
 
     def _evaluate_component(self, f, axes):
+        if templates.worth_it(f):
+            return self._evaluate_component_by_template(f, axes)
         F, variables, mean, cov = self.project(f, axes)
         closed = None
         if not dag.has(F, Derivative):
-            closed, cheap = _closed_form_by_template(f, F, len(variables), mean, cov)
+            closed = closed_form(F, len(variables), mean, cov)
         if closed is not None:
-            if cheap:
+            from .derive import is_cheap
+            if is_cheap(closed):
                 return closed
             return self.owner.moment_quantity(closed, axes, f, method=_closed_form_name(F, len(variables)))
+        return self._integral(f, F, variables, mean, cov, axes)
+
+    def _integral(self, f, F, variables, mean, cov, axes):
         if dag.has(F, DiracDelta):
             # Printed with the program's variable names (atoms print as Z[x], Ẑ[W@x]), never internal ids.
             raise LimitError(f"cannot integrate a Dirac delta numerically: E[{printers.text(f, {})}]")
         integral = Integral(F, tuple(variables), tuple(mean), cov)
         return self.owner.moment_quantity(integral, axes, f, method=f"numeric, {len(variables)}-dimensional")
 
+    def _evaluate_component_by_template(self, f, axes):
+        """``_evaluate_component`` through templates of f's structure: its projection (F, forms) and,
+        keyed by f with its Gaussian's mean and covariance entries over stand-ins, its closed form
+        (renamed back without rebuilding its special functions and powers, the largest cost of a
+        deep network's derivation)."""
+        from .derive import is_cheap
+        stand_in, renaming = templates.placeholders(f)
+        if stand_in not in _PROJECTION_TEMPLATES:
+            _PROJECTION_TEMPLATES[stand_in] = self._projection(stand_in)
+        F_t, forms_t = _PROJECTION_TEMPLATES[stand_in]
+        back = renaming.back
+        forms = [(back(c0), {renaming.back_atom(a): back(w) for a, w in ws.items()}) for c0, ws in forms_t]
+        mean, cov = self._moments(forms, axes)
+        d = len(forms)
+        variables = list(U[:d])
+        if dag.has(F_t, Derivative):
+            return self._integral(f, back(F_t), variables, mean, cov, axes)
+        entries = tuple(cov[p, q] for p in range(d) for q in range(p, d))
+        joint, ranks = renaming.extended(tuple(mean) + entries)
+        key = (stand_in, ranks, tuple(joint.forth(m) for m in mean), tuple(joint.forth(e) for e in entries))
+        if key not in _CLOSED_TEMPLATES:
+            entries_t = iter(key[3])
+            C = sympy.zeros(d, d)
+            for p in range(d):
+                for q in range(p, d):
+                    C[p, q] = C[q, p] = next(entries_t)
+            closed = closed_form(joint.forth(back(F_t)), d, list(key[2]), C)
+            _CLOSED_TEMPLATES[key] = (closed, closed is not None and is_cheap(closed))
+        closed, cheap = _CLOSED_TEMPLATES[key]
+        if closed is None:
+            return self._integral(f, back(F_t), variables, mean, cov, axes)
+        closed = joint.back(closed)
+        if cheap:
+            return closed
+        return self.owner.moment_quantity(closed, axes, f, method=_closed_form_name(back(F_t), d))
+
     # ------------------------------------------------------------------ projection
 
     def project(self, f, axes):
         """Rewrite f(atoms) as F(u) over Gaussian variables u (affine forms of atoms): (F, u, mean, cov)."""
-        F, coeffs = self._projection_by_template(f)
-        variables = list(U[:len(coeffs)])
-        return (F, variables) + self._moments(coeffs, axes)
-
-    def _projection_by_template(self, f):
-        """``_projection(f)`` through the template of f's structure: (F, forms) renamed back."""
-        if not templates.worth_it(f):
-            return self._projection(f)
-        stand_in, renaming = templates.placeholders(f)
-        if stand_in not in _PROJECTION_TEMPLATES:
-            _PROJECTION_TEMPLATES[stand_in] = self._projection(stand_in)
-        F, coeffs = _PROJECTION_TEMPLATES[stand_in]
-        back = renaming.back
-        return back(F), [(back(c0), {back(a): back(w) for a, w in ws.items()}) for c0, ws in coeffs]
+        F, coeffs = self._projection(f)
+        return (F, list(U[:len(coeffs)])) + self._moments(coeffs, axes)
 
     @staticmethod
     def _projection(f):
@@ -331,6 +368,7 @@ _SUM_TEMPLATES: dict = {}         # (integrand over stand-ins, number of axes) -
 _PROJECTION_TEMPLATES: dict = {}  # integrand over stand-ins -> (F, forms)
 _DERIVATIVE_TEMPLATES: dict = {}  # (expression over stand-ins, stand-in atom) -> derivative
 _CLOSED_TEMPLATES: dict = {}      # (integrand, means, covariance entries) over stand-ins -> (closed form, cheap)
+_NORMALIZED: dict = {}            # integrand over stand-ins -> normalize(integrand)
 
 
 class _ComponentValue(sympy.Symbol):
@@ -344,29 +382,6 @@ def _component_value(k):
     while len(_COMPONENT_VALUES) <= k:
         _COMPONENT_VALUES.append(_ComponentValue(f"V~{len(_COMPONENT_VALUES)}"))
     return _COMPONENT_VALUES[k]
-
-
-def _closed_form_by_template(f, F, d, mean, cov):
-    """(closed form of E[F(u)] or None, whether it is cheap enough to inline), through the template of
-    the integrand together with its Gaussian's mean and covariance entries (all renamed to stand-ins):
-    the closed form at layer l is the one at layer l - 1 renamed, without rebuilding its special
-    functions and powers (the largest cost of a deep network's derivation)."""
-    from .derive import is_cheap
-    if not templates.worth_it(f):
-        closed = closed_form(F, d, mean, cov)
-        return closed, closed is not None and is_cheap(closed)
-    entries = [cov[p, q] for p in range(d) for q in range(p, d)]
-    joint, renaming = templates.placeholders(sympy.Tuple(f, *mean, *entries))
-    if joint not in _CLOSED_TEMPLATES:
-        C = sympy.zeros(d, d)
-        stand_in_entries = iter(joint.args[1 + d:])
-        for p in range(d):
-            for q in range(p, d):
-                C[p, q] = C[q, p] = next(stand_in_entries)
-        closed = closed_form(renaming.forth(F), d, list(joint.args[1:1 + d]), C)
-        _CLOSED_TEMPLATES[joint] = (closed, closed is not None and is_cheap(closed))
-    closed, cheap = _CLOSED_TEMPLATES[joint]
-    return (None if closed is None else renaming.back(closed)), cheap
 
 
 def _derivative_by_template(f, atom):

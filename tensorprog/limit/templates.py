@@ -70,13 +70,65 @@ def _stand_in_qref(k):
     return q
 
 
-class Renaming:
-    """A bijection between the atom / quantity function classes of an expression and stand-ins."""
+_APPLICATIONS: dict = {}
 
-    def __init__(self, to_stand_in):
+
+def apply(cls, args):
+    """``cls(*args)`` for an undefined function, memoised: building an application costs ~30 us in
+    sympy, and replaying templates builds the same few (an atom at i, at j) again and again."""
+    key = (cls.__name__, args)
+    out = _APPLICATIONS.get(key)
+    if out is None:
+        if len(_APPLICATIONS) > 100_000:   # bounded: the classes of finished derivations go
+            _APPLICATIONS.clear()
+        out = _APPLICATIONS[key] = cls(*args)
+    return out
+
+
+_REBUILT: dict = {}
+
+
+def rebuilt(func, args):
+    """``func(*args, evaluate=False)`` (a function or power of renamed arguments), memoised likewise."""
+    key = (func, args)
+    out = _REBUILT.get(key)
+    if out is None:
+        if len(_REBUILT) > 100_000:
+            _REBUILT.clear()
+        out = _REBUILT[key] = func(*args, evaluate=False)
+    return out
+
+
+class Renaming:
+    """An order-preserving bijection between the atom and quantity function classes of an expression
+    and stand-ins (the k-th atom class by name -> ``A_k`` of its group, the k-th quantity class -> ``R_k``).
+
+    ``signature`` (the real names in stand-in order) with the renamed expression identifies the
+    real expression.
+    """
+
+    def __init__(self, atom_classes, qref_classes):
+        self.atom_classes, self.qref_classes = tuple(atom_classes), tuple(qref_classes)
+        groups = {}
+        mapping = {}
+        for k, cls in enumerate(self.atom_classes):
+            g = groups.setdefault(_ATOMS[cls.__name__].group, len(groups))
+            mapping[cls] = _stand_in_atom(k, g).fn
+        for k, cls in enumerate(self.qref_classes):
+            mapping[cls] = _stand_in_qref(k).fn
         # keyed by class name: hashing an undefined-function class is slow in sympy
-        self.to_stand_in = {k.__name__: v for k, v in to_stand_in.items()}
-        self.to_real = {v.__name__: k for k, v in to_stand_in.items()}
+        self.to_stand_in = {k.__name__: v for k, v in mapping.items()}
+        self.to_real = {v.__name__: k for k, v in mapping.items()}
+        self.signature = tuple(c.__name__ for c in self.atom_classes + self.qref_classes)
+
+    def extended(self, exprs):
+        """(the renaming of these classes and of the quantity classes in ``exprs``, where each of this
+        renaming's quantity classes went in it): numbering over the union keeps the order of names."""
+        extra = {type(q) for e in exprs for q in qrefs_in(e)} - set(self.qref_classes)
+        if not extra:
+            return self, None
+        qrefs = sorted(set(self.qref_classes) | extra, key=lambda c: c.__name__)
+        return Renaming(self.atom_classes, qrefs), tuple(qrefs.index(c) for c in self.qref_classes)
 
     @staticmethod
     def _swap(expr, classes):
@@ -93,12 +145,12 @@ class Renaming:
         def visit(node, args):
             if isinstance(node, AppliedUndef):
                 cls = classes.get(type(node).__name__)
-                return node if cls is None else cls(*node.args)
+                return node if cls is None else apply(cls, node.args)
             if not args or all(a is b for a, b in zip(args, node.args)):
                 return node
             if isinstance(node, AssocOp):
-                return node.func._from_args(args)
-            return node.func(*args, evaluate=False)
+                return node.func._from_args(args, node.is_commutative)
+            return rebuilt(node.func, args)
         return dag.postorder(expr, visit, {})
 
     def forth(self, expr):
@@ -107,6 +159,9 @@ class Renaming:
     def back(self, expr):
         return self._swap(expr, self.to_real)
 
+    def back_atom(self, stand_in):
+        """The real atom application of a stand-in atom application (no walk)."""
+        return apply(self.to_real[type(stand_in).__name__], stand_in.args)
 
 
 def placeholders(expr):
@@ -115,16 +170,8 @@ def placeholders(expr):
     Atoms keep which of them share a Gaussian group (group numbers by first appearance); the
     numbering follows the names, i.e. creation order, so the stand-ins sort as the originals do.
     """
-    atom_classes = sorted({type(a) for a in atoms_in(expr)}, key=lambda c: c.__name__)
-    qref_classes = sorted({type(q) for q in qrefs_in(expr)}, key=lambda c: c.__name__)
-    groups = {}
-    mapping = {}
-    for k, cls in enumerate(atom_classes):
-        g = groups.setdefault(_ATOMS[cls.__name__].group, len(groups))
-        mapping[cls] = _stand_in_atom(k, g).fn
-    for k, cls in enumerate(qref_classes):
-        mapping[cls] = _stand_in_qref(k).fn
-    renaming = Renaming(mapping)
+    renaming = Renaming(sorted({type(a) for a in atoms_in(expr)}, key=lambda c: c.__name__),
+                        sorted({type(q) for q in qrefs_in(expr)}, key=lambda c: c.__name__))
     return renaming.forth(expr), renaming
 
 
