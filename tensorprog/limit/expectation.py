@@ -247,25 +247,20 @@ class Expectations:
         F_t, forms_t = _PROJECTION_TEMPLATES[stand_in]
         back = renaming.back
         forms = [(back(c0), {renaming.back_atom(a): back(w) for a, w in ws.items()}) for c0, ws in forms_t]
-        mean, cov = self._moments(forms, axes)
+        mean, entries = self._moment_entries(forms, axes)
+        entries = tuple(entries)
         d = len(forms)
         variables = list(U[:d])
         if dag.has(F_t, Derivative):
-            return self._integral(f, back(F_t), variables, mean, cov, axes)
-        entries = tuple(cov[p, q] for p in range(d) for q in range(p, d))
+            return self._integral(f, back(F_t), variables, mean, _symmetric(d, entries), axes)
         joint, ranks = renaming.extended(tuple(mean) + entries)
         key = (stand_in, ranks, tuple(joint.forth(m) for m in mean), tuple(joint.forth(e) for e in entries))
         if key not in _CLOSED_TEMPLATES:
-            entries_t = iter(key[3])
-            C = sympy.zeros(d, d)
-            for p in range(d):
-                for q in range(p, d):
-                    C[p, q] = C[q, p] = next(entries_t)
-            closed = closed_form(joint.forth(back(F_t)), d, list(key[2]), C)
+            closed = closed_form(joint.forth(back(F_t)), d, list(key[2]), _symmetric(d, key[3]))
             _CLOSED_TEMPLATES[key] = (closed, closed is not None and is_cheap(closed))
         closed, cheap = _CLOSED_TEMPLATES[key]
         if closed is None:
-            return self._integral(f, back(F_t), variables, mean, cov, axes)
+            return self._integral(f, back(F_t), variables, mean, _symmetric(d, entries), axes)
         closed = joint.back(closed)
         if cheap:
             return closed
@@ -319,9 +314,25 @@ class Expectations:
     def _moments(self, coeffs, axes):
         """(mean, cov) of the variables u_p = c_p + sum_a w_pa a of ``coeffs`` (atom means and covariances
         from the owner)."""
-        mean = [c0 + sum((w * self.owner.atom_mean(a) for a, w in ws.items()), sympy.S.Zero) for c0, ws in coeffs]
+        mean, entries = self._moment_entries(coeffs, axes)
+        return mean, _symmetric(len(coeffs), entries)
+
+    def _moment_entries(self, coeffs, axes):
+        """(mean, [Cov(u_p, u_q) for p <= q in row order]): as :meth:`_moments`, without the matrix.
+
+        Terms that are 0, and weights that are 1, are left out of the sums and products: adding 0
+        or multiplying by 1 gives sympy's same expression, at a fraction of the cost."""
+        one, zero = sympy.S.One, sympy.S.Zero
+        mean = []
+        for c0, ws in coeffs:
+            m = zero
+            for a, w in ws.items():
+                am = self.owner.atom_mean(a)
+                if am is not zero:
+                    m += am if w is one else w * am
+            mean.append(c0 + m)
         d = len(coeffs)
-        cov = sympy.zeros(d, d)
+        entries = []
         atom_cov = {}
 
         def c(a, b):
@@ -331,9 +342,14 @@ class Expectations:
 
         for p in range(d):
             for q in range(p, d):
-                s = sympy.Add(*[wa * wb * c(a, b) for a, wa in coeffs[p][1].items() for b, wb in coeffs[q][1].items()])
-                cov[p, q] = cov[q, p] = s
-        return mean, cov
+                terms = []
+                for a, wa in coeffs[p][1].items():
+                    for b, wb in coeffs[q][1].items():
+                        w = wa * wb
+                        cab = c(a, b)
+                        terms.append(cab if w is one else w * cab)
+                entries.append(terms[0] if len(terms) == 1 else sympy.Add(*terms))
+        return mean, entries
 
     # ------------------------------------------------------------------ E[dZ/dZhat]
 
@@ -393,6 +409,16 @@ def _derivative_by_template(f, atom):
     if key not in _DERIVATIVE_TEMPLATES:
         _DERIVATIVE_TEMPLATES[key] = dag.diff(*key)
     return renaming.back(_DERIVATIVE_TEMPLATES[key])
+
+
+def _symmetric(d, entries):
+    """The symmetric d x d sympy matrix with upper triangle ``entries`` (row by row)."""
+    cov = sympy.zeros(d, d)
+    it = iter(entries)
+    for p in range(d):
+        for q in range(p, d):
+            cov[p, q] = cov[q, p] = next(it)
+    return cov
 
 
 def _linear(expr):
