@@ -141,6 +141,9 @@ class Renaming:
         """
         if not classes or expr.is_Atom:
             return expr
+        if isinstance(expr, AppliedUndef):       # an atom or a quantity reference: no walk
+            cls = classes.get(type(expr).__name__)
+            return expr if cls is None else apply(cls, expr.args)
 
         def visit(node, args):
             if isinstance(node, AppliedUndef):
