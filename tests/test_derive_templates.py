@@ -74,3 +74,59 @@ def test_fast_function_classes_equal_sympys():
     assert f == g and g == f and hash(f) == hash(g) and f(x) == g(x) and hash(f(x)) == hash(g(x))
     import pickle
     assert pickle.loads(pickle.dumps(f(x))) == f(x)
+
+
+_CHILD = r"""
+import hashlib, json, sys
+import tensorprog.numeric.cache      # an evaluation's process: the template store is active
+import tensorprog
+from tensorprog.limit import templates
+limit = tensorprog.derive(sys.argv[1])
+print(json.dumps({"text": hashlib.sha256(str(limit).encode()).hexdigest(), "read": templates._STORE["read"]}))
+"""
+
+
+def _run(path, cache, templates_on=True):
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TENSORPROG_CACHE_DIR=str(cache), PYTHONWARNINGS="always",
+               TENSORPROG_DERIVE_TEMPLATES="1" if templates_on else "0", TENSORPROG_DERIVE_TEMPLATE_STORE="1")
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-c", _CHILD, os.path.join(root, path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_template_store_is_read_by_the_next_run_and_changes_nothing(tmp_path):
+    """A second process finds the first one's templates on disk; the derivation is the direct one."""
+    path = "examples/mlp_gelu.tp"
+    direct, _ = _run(path, tmp_path / "direct", templates_on=False)
+    first, _ = _run(path, tmp_path / "cache")
+    second, _ = _run(path, tmp_path / "cache")
+    assert first["read"] == 0 and second["read"] > 0
+    assert first["text"] == second["text"] == direct["text"]
+
+
+def test_corrupt_template_store_and_entries_are_bypassed(tmp_path):
+    """A store that is not a pickle is ignored with a warning; a corrupt entry is skipped alone."""
+    import pickle
+    path = "examples/mlp_erf.tp"
+    cache = tmp_path / "cache"
+    reference, _ = _run(path, cache)
+    (store,) = cache.glob("derive-templates-*.pickle")
+    blobs = pickle.loads(store.read_bytes())
+    total = sum(len(b) for b in blobs.values())
+    name = next(n for n, b in blobs.items() if b)
+    blobs[name][0] = b"\x80\x05not a pickle"
+    store.write_bytes(pickle.dumps(blobs))
+    one_bad, _ = _run(path, cache)
+    assert one_bad["read"] == total - 1 and one_bad["text"] == reference["text"]
+    store.write_bytes(b"garbage")
+    garbage, stderr = _run(path, cache)
+    assert garbage["read"] == 0 and garbage["text"] == reference["text"]
+    assert "ignoring the derive template store" in stderr
+    assert pickle.loads(store.read_bytes())      # rewritten by that run

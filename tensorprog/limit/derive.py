@@ -212,4 +212,8 @@ class Deriver:
 
 def derive(program):
     """The limit program of a checked Program (see :class:`~tensorprog.limit.program.LimitProgram`)."""
-    return Deriver(program).run()
+    from . import templates
+    templates.load_store()
+    limit = Deriver(program).run()
+    templates.save_store()
+    return limit

@@ -380,11 +380,12 @@ class Expectations:
         return self.owner.stein_quantity(coef, axes, ("d", f, atom))
 
 
-_SUM_TEMPLATES: dict = {}         # (integrand over stand-ins, number of axes) -> [(events, result)]
-_PROJECTION_TEMPLATES: dict = {}  # integrand over stand-ins -> (F, forms)
-_DERIVATIVE_TEMPLATES: dict = {}  # (expression over stand-ins, stand-in atom) -> derivative
-_CLOSED_TEMPLATES: dict = {}      # (integrand, means, covariance entries) over stand-ins -> (closed form, cheap)
-_NORMALIZED: dict = {}            # integrand over stand-ins -> normalize(integrand)
+_SUM_TEMPLATES = templates.table("sum")                 # (integrand, number of axes) -> [(events, result)]
+_PROJECTION_TEMPLATES = templates.table("projection")   # integrand -> (F, forms)
+_DERIVATIVE_TEMPLATES = templates.table("derivative")   # (expression, atom) -> derivative
+_CLOSED_TEMPLATES = templates.table("closed form")      # (integrand, means, cov entries) -> (closed form, cheap)
+_NORMALIZED = templates.table("normalized")             # integrand -> normalize(integrand)
+# (all over stand-ins)
 
 
 class _ComponentValue(sympy.Symbol):

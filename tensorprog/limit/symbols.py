@@ -212,7 +212,14 @@ class _RealApplied(AppliedUndef):
             setattr(cls, k, v)
 
 
+# set by templates.py: the class of a stand-in by name, registering it (stand-ins read from the
+# template store of an earlier run are the registered ones)
+STAND_IN_CLASS = None
+
+
 def _rebuild(name, kwargs):
+    if STAND_IN_CLASS is not None and name.startswith(("Z~", "Q~")):
+        return STAND_IN_CLASS(name)
     return _UndefinedFunction(name, **kwargs)
 
 
