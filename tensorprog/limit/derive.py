@@ -88,6 +88,8 @@ class Deriver:
         self._data_q = {}
         self._cov_q = {}
         self._group_atoms = {}
+        self._atom_means = {}
+        self._atom_covs = {}
         self._current = None
 
     def _tracked(self):
@@ -165,14 +167,22 @@ class Deriver:
 
     def atom_mean(self, a):
         """E of an atom: the Gaussian-group rule of the op that created it."""
-        return GAUSSIAN_MEAN[type(atom_of(a).instr)](self, a)
+        if a not in self._atom_means:
+            self._atom_means[a] = GAUSSIAN_MEAN[type(atom_of(a).instr)](self, a)
+        return self._atom_means[a]
 
     def atom_cov(self, a, b, axes):
-        """Cov(a, b) of two atoms (in the context whose index symbols they use)."""
-        A, B = atom_of(a), atom_of(b)
-        if A.group != B.group:
-            return sympy.S.Zero
-        return GAUSSIAN_COV[type(A.instr)](self, a, b, axes)
+        """Cov(a, b) of two atoms (in the context whose index symbols they use).
+
+        Memoised here (the rules memoise their quantities; this saves re-canonicalising the pair,
+        asked for dozens of times per layer of a deep network)."""
+        key = (a, b, axes)
+        if key not in self._atom_covs:
+            A, B = atom_of(a), atom_of(b)
+            if A.group != B.group:
+                return sympy.S.Zero
+            self._atom_covs[key] = GAUSSIAN_COV[type(A.instr)](self, a, b, axes)
+        return self._atom_covs[key]
 
     def prime_covariances(self, atom, ins):
         """Derive the covariances of a new Zhat with itself and its group now, in program order.
@@ -202,4 +212,8 @@ class Deriver:
 
 def derive(program):
     """The limit program of a checked Program (see :class:`~tensorprog.limit.program.LimitProgram`)."""
-    return Deriver(program).run()
+    from . import templates
+    templates.load_store()
+    limit = Deriver(program).run()
+    templates.save_store()
+    return limit

@@ -26,7 +26,7 @@ from .. import functions as _functions  # noqa: F401  (registers the builtin non
 from .. import nonlinearities as NL
 from sympy import DiracDelta, Derivative
 
-from . import closed_forms, dag, printers
+from . import closed_forms, dag, printers, templates
 from ..ir.core import Formals
 from .symbols import (INDEX, Integral, SteinCoefficient, atom_of, atoms_in, distinct_subexpressions, index_symbols_in,
                       is_atom, is_qref, reindex)
@@ -126,13 +126,54 @@ class Expectations:
         f = sympy.sympify(f)
         if not atoms_in(f):
             return f
+        if templates.worth_it(f):
+            # keyed by structure and names: the integrand over stand-ins, normalised once per structure
+            stand_in, renaming = templates.placeholders(f)
+            if stand_in not in _NORMALIZED:
+                _NORMALIZED[stand_in] = normalize(stand_in)
+            g, gaxes, syms = canonical(_NORMALIZED[stand_in], axes)
+            key = (g, gaxes, renaming.signature)
+            if key not in self._memo:
+                self._memo[key] = self._expect_sum_by_template(g, renaming, gaxes)
+            return reindex(self._memo[key], syms)
         g, gaxes, syms = canonical(normalize(f), axes)
         key = (g, gaxes)
         if key not in self._memo:
-            self._memo[key] = self._expect_sum(g, gaxes)
+            self._memo[key] = self._expect_sum(g, gaxes, self._component)
         return reindex(self._memo[key], syms)
 
-    def _expect_sum(self, g, axes):
+    def _expect_sum_by_template(self, stand_in, renaming, axes):
+        """``_expect_sum`` of the integrand ``renaming.back(stand_in)`` through the template of its
+        structure: the expansion, the split into independent factors and the combination are
+        replayed; each factor's value is the real component's (its own memo), checked against what
+        the template saw: a number stays that number, a symbolic value stays symbolic."""
+        key = (stand_in, len(axes))
+        variants = _SUM_TEMPLATES.setdefault(key, [])
+        for events, result in variants:
+            values = {}
+            for component, seen in events:
+                val = self._component(renaming.back(component), axes)
+                if isinstance(seen, _ComponentValue) and not val.is_number:
+                    values[seen] = val
+                elif val != seen:
+                    break
+            else:
+                return dag.xreplace(renaming.back(result), values)
+        events, values = [], {}
+
+        def component(f, axes):
+            val = self._component(renaming.back(f), axes)
+            if not val.is_number:
+                values[_component_value(len(events))] = val
+                val = _component_value(len(events))
+            events.append((f, val))
+            return val
+        result = self._expect_sum(stand_in, axes, component)
+        if len(variants) < 4:
+            variants.append((tuple(events), result))
+        return dag.xreplace(renaming.back(result), values)
+
+    def _expect_sum(self, g, axes, component):
         total = []
         held, back = _hold_linear_combinations(g)
         for term in sympy.Add.make_args(expand_top(held)):
@@ -144,10 +185,10 @@ class Expectations:
                 total.append(term)
                 continue
             coeff, rest = term.as_independent(*atoms, as_Add=False)
-            total.append(coeff * self._expect_product(rest, axes))
+            total.append(coeff * self._expect_product(rest, axes, component))
         return sympy.Add(*total)
 
-    def _expect_product(self, rest, axes):
+    def _expect_product(self, rest, axes, component):
         """E of a product: one factor per group of dependent atoms (independent groups factorise)."""
         factors = sympy.Mul.make_args(rest)
         comps = []  # list of (set of groups, [factors])
@@ -160,7 +201,7 @@ class Expectations:
             comps.append((groups, [fac for c in merged for fac in c[1]] + [fac]))
         result = sympy.S.One
         for _, facs in comps:
-            val = self._component(sympy.Mul(*facs), axes)
+            val = component(sympy.Mul(*facs), axes)
             if val == 0:
                 return sympy.S.Zero
             result *= val
@@ -174,6 +215,8 @@ class Expectations:
         return reindex(self._component_memo[key], syms)
 
     def _evaluate_component(self, f, axes):
+        if templates.worth_it(f):
+            return self._evaluate_component_by_template(f, axes)
         F, variables, mean, cov = self.project(f, axes)
         closed = None
         if not dag.has(F, Derivative):
@@ -183,16 +226,56 @@ class Expectations:
             if is_cheap(closed):
                 return closed
             return self.owner.moment_quantity(closed, axes, f, method=_closed_form_name(F, len(variables)))
+        return self._integral(f, F, variables, mean, cov, axes)
+
+    def _integral(self, f, F, variables, mean, cov, axes):
         if dag.has(F, DiracDelta):
             # Printed with the program's variable names (atoms print as Z[x], Ẑ[W@x]), never internal ids.
             raise LimitError(f"cannot integrate a Dirac delta numerically: E[{printers.text(f, {})}]")
         integral = Integral(F, tuple(variables), tuple(mean), cov)
         return self.owner.moment_quantity(integral, axes, f, method=f"numeric, {len(variables)}-dimensional")
 
+    def _evaluate_component_by_template(self, f, axes):
+        """``_evaluate_component`` through templates of f's structure: its projection (F, forms) and,
+        keyed by f with its Gaussian's mean and covariance entries over stand-ins, its closed form
+        (renamed back without rebuilding its special functions and powers, the largest cost of a
+        deep network's derivation)."""
+        from .derive import is_cheap
+        stand_in, renaming = templates.placeholders(f)
+        if stand_in not in _PROJECTION_TEMPLATES:
+            _PROJECTION_TEMPLATES[stand_in] = self._projection(stand_in)
+        F_t, forms_t = _PROJECTION_TEMPLATES[stand_in]
+        back = renaming.back
+        forms = [(back(c0), {renaming.back_atom(a): back(w) for a, w in ws.items()}) for c0, ws in forms_t]
+        mean, entries = self._moment_entries(forms, axes)
+        entries = tuple(entries)
+        d = len(forms)
+        variables = list(U[:d])
+        if dag.has(F_t, Derivative):
+            return self._integral(f, back(F_t), variables, mean, _symmetric(d, entries), axes)
+        joint, ranks = renaming.extended(tuple(mean) + entries)
+        key = (stand_in, ranks, tuple(joint.forth(m) for m in mean), tuple(joint.forth(e) for e in entries))
+        if key not in _CLOSED_TEMPLATES:
+            closed = closed_form(joint.forth(back(F_t)), d, list(key[2]), _symmetric(d, key[3]))
+            _CLOSED_TEMPLATES[key] = (closed, closed is not None and is_cheap(closed))
+        closed, cheap = _CLOSED_TEMPLATES[key]
+        if closed is None:
+            return self._integral(f, back(F_t), variables, mean, _symmetric(d, entries), axes)
+        closed = joint.back(closed)
+        if cheap:
+            return closed
+        return self.owner.moment_quantity(closed, axes, f, method=_closed_form_name(back(F_t), d))
+
     # ------------------------------------------------------------------ projection
 
     def project(self, f, axes):
         """Rewrite f(atoms) as F(u) over Gaussian variables u (affine forms of atoms): (F, u, mean, cov)."""
+        F, coeffs = self._projection(f)
+        return (F, list(U[:len(coeffs)])) + self._moments(coeffs, axes)
+
+    @staticmethod
+    def _projection(f):
+        """(F, forms): f(atoms) = F(u_0, ..., u_{d-1}) with u_p = c_p + sum_a w_pa a, forms[p] = (c_p, {a: w_pa})."""
         atoms = sorted(atoms_in(f), key=sympy.default_sort_key)
         forms = {}  # form -> (variable, (constant, {atom: weight}))
 
@@ -226,11 +309,30 @@ class Expectations:
             # are the smaller set of variables.
             forms = {a: (U[k], (sympy.S.Zero, {a: sympy.S.One})) for k, a in enumerate(atoms)}
             F = dag.xreplace(f, {a: v for a, (v, _) in forms.items()})
-        variables = [v for v, _ in forms.values()]
-        coeffs = [parts for _, parts in forms.values()]
-        mean = [c0 + sum((w * self.owner.atom_mean(a) for a, w in ws.items()), sympy.S.Zero) for c0, ws in coeffs]
-        d = len(variables)
-        cov = sympy.zeros(d, d)
+        return F, [parts for _, parts in forms.values()]
+
+    def _moments(self, coeffs, axes):
+        """(mean, cov) of the variables u_p = c_p + sum_a w_pa a of ``coeffs`` (atom means and covariances
+        from the owner)."""
+        mean, entries = self._moment_entries(coeffs, axes)
+        return mean, _symmetric(len(coeffs), entries)
+
+    def _moment_entries(self, coeffs, axes):
+        """(mean, [Cov(u_p, u_q) for p <= q in row order]): as :meth:`_moments`, without the matrix.
+
+        Terms that are 0, and weights that are 1, are left out of the sums and products: adding 0
+        or multiplying by 1 gives sympy's same expression, at a fraction of the cost."""
+        one, zero = sympy.S.One, sympy.S.Zero
+        mean = []
+        for c0, ws in coeffs:
+            m = zero
+            for a, w in ws.items():
+                am = self.owner.atom_mean(a)
+                if am is not zero:
+                    m += am if w is one else w * am
+            mean.append(c0 + m)
+        d = len(coeffs)
+        entries = []
         atom_cov = {}
 
         def c(a, b):
@@ -240,9 +342,14 @@ class Expectations:
 
         for p in range(d):
             for q in range(p, d):
-                s = sympy.Add(*[wa * wb * c(a, b) for a, wa in coeffs[p][1].items() for b, wb in coeffs[q][1].items()])
-                cov[p, q] = cov[q, p] = s
-        return F, variables, mean, cov
+                terms = []
+                for a, wa in coeffs[p][1].items():
+                    for b, wb in coeffs[q][1].items():
+                        w = wa * wb
+                        cab = c(a, b)
+                        terms.append(cab if w is one else w * cab)
+                entries.append(terms[0] if len(terms) == 1 else sympy.Add(*terms))
+        return mean, entries
 
     # ------------------------------------------------------------------ E[dZ/dZhat]
 
@@ -251,7 +358,7 @@ class Expectations:
         key = (f, atom)
         if key in self._derivative_memo:
             return self._derivative_memo[key]
-        d = dag.diff(f, atom)
+        d = _derivative_by_template(f, atom)
         if d == 0:
             out = (sympy.S.Zero, "derivative is 0", d)
         elif not dag.has(d, DiracDelta, Derivative):
@@ -271,6 +378,48 @@ class Expectations:
         cov = sympy.Matrix(len(same), len(same), lambda p, q: self.owner.atom_cov(same[p], same[q], axes))
         coef = SteinCoefficient(same.index(atom), cov, tuple(moments))
         return self.owner.stein_quantity(coef, axes, ("d", f, atom))
+
+
+_SUM_TEMPLATES = templates.table("sum")                 # (integrand, number of axes) -> [(events, result)]
+_PROJECTION_TEMPLATES = templates.table("projection")   # integrand -> (F, forms)
+_DERIVATIVE_TEMPLATES = templates.table("derivative")   # (expression, atom) -> derivative
+_CLOSED_TEMPLATES = templates.table("closed form")      # (integrand, means, cov entries) -> (closed form, cheap)
+_NORMALIZED = templates.table("normalized")             # integrand -> normalize(integrand)
+# (all over stand-ins)
+
+
+class _ComponentValue(sympy.Symbol):
+    """The value of the k-th component a sum template asked for, when it is not a number."""
+
+
+_COMPONENT_VALUES = []
+
+
+def _component_value(k):
+    while len(_COMPONENT_VALUES) <= k:
+        _COMPONENT_VALUES.append(_ComponentValue(f"V~{len(_COMPONENT_VALUES)}"))
+    return _COMPONENT_VALUES[k]
+
+
+def _derivative_by_template(f, atom):
+    """``dag.diff(f, atom)`` through the template of f's structure (the chain rule is the same at every layer)."""
+    if not templates.worth_it(f):
+        return dag.diff(f, atom)
+    stand_in, renaming = templates.placeholders(f)
+    key = (stand_in, renaming.forth(atom))
+    if key not in _DERIVATIVE_TEMPLATES:
+        _DERIVATIVE_TEMPLATES[key] = dag.diff(*key)
+    return renaming.back(_DERIVATIVE_TEMPLATES[key])
+
+
+def _symmetric(d, entries):
+    """The symmetric d x d sympy matrix with upper triangle ``entries`` (row by row)."""
+    cov = sympy.zeros(d, d)
+    it = iter(entries)
+    for p in range(d):
+        for q in range(p, d):
+            cov[p, q] = cov[q, p] = next(it)
+    return cov
 
 
 def _linear(expr):

@@ -15,6 +15,7 @@ index symbols (so ``E[Z^{x}(i) Z^{x}(j)]`` is one template, derived once).
 """
 from __future__ import annotations
 
+import copyreg
 import functools
 import itertools
 import os
@@ -22,7 +23,7 @@ import weakref
 from dataclasses import dataclass, field
 
 import sympy
-from sympy.core.function import AppliedUndef
+from sympy.core.function import AppliedUndef, UndefinedFunction
 
 from . import dag
 
@@ -159,10 +160,79 @@ class Quantity(_NamedByFunction):
 
 Atom._registry = _ATOMS
 Quantity._registry = _QUANTS
+# The stand-ins of derivation templates (templates.py): positional atoms and quantity references that
+# live as long as the process, kept apart from the registries of real derivations.
+STAND_IN_ATOMS: dict = {}
+STAND_IN_QUANTS: dict = {}
+
+
+class _UndefinedFunction(UndefinedFunction):
+    """sympy's undefined-function class with its hash and class key computed once.
+
+    sympy hashes the class of an applied function whenever it builds one (its constructor cache is
+    keyed by the class) and asks for its class key whenever it orders terms; both are recomputed on
+    every call, which made them the largest single cost of deriving a deep network.  Equal (same name
+    and assumptions) to sympy's own class of that name, with the same hash.
+    """
+
+    def __new__(mcl, name, **assumptions):
+        if assumptions == {"real": True}:
+            cls = super().__new__(mcl, name, bases=(_RealApplied,), real=True)
+        else:
+            cls = super().__new__(mcl, name, **assumptions)
+        key = Function_class_key(cls)
+        cls.class_key = classmethod(lambda c, _key=key: _key)
+        cls._hash = hash((key, frozenset(cls._kwargs.items())))
+        return cls
+
+    def __hash__(cls):
+        return cls._hash
+
+    def __eq__(cls, other):
+        return cls is other or (isinstance(other, UndefinedFunction) and cls.class_key() == other.class_key()
+                                and cls._kwargs == other._kwargs)
+
+    def __ne__(cls, other):
+        return not cls == other
+
+
+Function_class_key = sympy.Function.class_key.__func__
+_REFERENCE = sympy.Function("_reference_real_function", real=True)
+# what sympy's class preparation derives from the assumption real=True (the same for every such class)
+_PREPARED = {k: v for k, v in vars(_REFERENCE).items()
+             if k.startswith("is_") or k in ("_explicit_class_assumptions", "default_assumptions", "_prop_handler")}
+
+
+class _RealApplied(AppliedUndef):
+    """Base of the real-valued undefined functions: a new class copies the assumption facts sympy
+    derived once for ``_REFERENCE`` instead of deriving them again (a third of a new class's cost)."""
+
+    def __init_subclass__(cls, **kwargs):
+        for k, v in _PREPARED.items():
+            setattr(cls, k, v)
+
+
+# set by templates.py: the class of a stand-in by name, registering it (stand-ins read from the
+# template store of an earlier run are the registered ones)
+STAND_IN_CLASS = None
+
+
+def _rebuild(name, kwargs):
+    if STAND_IN_CLASS is not None and name.startswith(("Z~", "Q~")):
+        return STAND_IN_CLASS(name)
+    return _UndefinedFunction(name, **kwargs)
+
+
+copyreg.pickle(_UndefinedFunction, lambda cls: (_rebuild, (cls.name, cls._kwargs)))
+
+
+def undefined_function(name) -> type:
+    """A real-valued undefined sympy function named ``name`` (``sympy.Function(name, real=True)``)."""
+    return _UndefinedFunction(name, real=True)
 
 
 def new_atom(value, group, label, instr=None) -> Atom:
-    fn = sympy.Function(f"Z{_TAG}{next(_UIDS):09d}", real=True)
+    fn = undefined_function(f"Z{_TAG}{next(_UIDS):09d}")
     a = Atom(value, group, label, instr, fn)
     _ATOMS[fn.__name__] = a
     return a
@@ -170,26 +240,32 @@ def new_atom(value, group, label, instr=None) -> Atom:
 
 def new_quantity(label, axes, definition, kind, **kw) -> Quantity:
     uid = next(_UIDS)
-    fn = sympy.Function(f"Q{_TAG}{uid:09d}", real=True)
+    fn = undefined_function(f"Q{_TAG}{uid:09d}")
     q = Quantity(uid, label, tuple(axes), definition, kind, fn=fn, **kw)
     _QUANTS[fn.__name__] = q
     return q
 
 
 def atom_of(expr) -> Atom | None:
-    return _ATOMS.get(type(expr).__name__) if isinstance(expr, AppliedUndef) else None
+    if not isinstance(expr, AppliedUndef):
+        return None
+    name = type(expr).__name__
+    return _ATOMS.get(name) or STAND_IN_ATOMS.get(name)
 
 
 def quantity_of(expr) -> Quantity | None:
-    return _QUANTS.get(type(expr).__name__) if isinstance(expr, AppliedUndef) else None
+    if not isinstance(expr, AppliedUndef):
+        return None
+    name = type(expr).__name__
+    return _QUANTS.get(name) or STAND_IN_QUANTS.get(name)
 
 
 def is_atom(expr) -> bool:
-    return isinstance(expr, AppliedUndef) and type(expr).__name__ in _ATOMS
+    return isinstance(expr, AppliedUndef) and (type(expr).__name__ in _ATOMS or type(expr).__name__ in STAND_IN_ATOMS)
 
 
 def is_qref(expr) -> bool:
-    return isinstance(expr, AppliedUndef) and type(expr).__name__ in _QUANTS
+    return isinstance(expr, AppliedUndef) and (type(expr).__name__ in _QUANTS or type(expr).__name__ in STAND_IN_QUANTS)
 
 
 def distinct_subexpressions(expr):
@@ -228,11 +304,11 @@ def _applied(expr) -> frozenset:
 
 def atoms_in(expr) -> set:
     """The Gaussian atoms in ``expr`` (memoised: the same large expressions are asked about often)."""
-    return {a for a in _applied(expr) if type(a).__name__ in _ATOMS}
+    return {a for a in _applied(expr) if type(a).__name__ in _ATOMS or type(a).__name__ in STAND_IN_ATOMS}
 
 
 def qrefs_in(expr) -> set:
-    return {a for a in _applied(expr) if type(a).__name__ in _QUANTS}
+    return {a for a in _applied(expr) if type(a).__name__ in _QUANTS or type(a).__name__ in STAND_IN_QUANTS}
 
 
 def index_symbols_in(expr) -> list:

@@ -7,6 +7,7 @@ sigma^2 rho sum_y Z^y E[dZ^x / dZhat^{W y}] from the partner group of W (and sym
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -57,7 +58,13 @@ def _cse_key_matmul(cls, axes, *, matrix, arg, transposed):
 def group_scale(s2, matrix, transposed):
     """sigma^2 for the covariance and Zdot of W x; sigma^2 rho (rho = rows/cols) for W^T x (THEORY §3)."""
     rows, cols = matrix.dim
-    return s2 * sympy.nsimplify(rows / cols) if transposed else s2
+    return s2 * _ratio(rows / cols) if transposed else s2
+
+
+@functools.lru_cache(maxsize=256)
+def _ratio(x):
+    # nsimplify costs ~0.3 ms and is asked for every MatMul by W^T of a deep network
+    return sympy.nsimplify(x)
 
 
 def scale(d, ins: MatMul):
