@@ -40,7 +40,7 @@ def low_rank_min_eigenvalue_bounds(C: np.ndarray, tol: float, rank0: int = 32, s
             return -np.inf, lam_b
         # R = C - Q B Q^T, its Frobenius norm accumulated by row blocks (no second N x N array).
         resid2 = 0.0
-        step = max(1, 2 ** 22 // max(n, 1))
+        step = max(1, 2 ** 19 // max(n, 1))     # 4 MiB blocks: a front-end thread's malloc arena keeps what it frees
         QB = Q @ B
         for s in range(0, n, step):
             blk = C[s:s + step] - QB[s:s + step] @ Q.T
