@@ -34,20 +34,33 @@ def largest_array_bytes(*roots) -> int:
     return max(array_buffers(*roots).values(), default=0)
 
 
+def parse_workspace(program) -> int:
+    """Bytes a parse holds besides the program's arrays at its peak: a data expression holds its
+    operand and its result (one more table as large as the largest); a table the program uses in
+    two places (a covariance and an output term with the same formula, shared by
+    frontend/terms.py) had its formula's intermediate tables computed again while it was alive (two)."""
+    from .numeric.footprint import array_buffers, buffer_references
+
+    sizes = array_buffers(program)
+    if not sizes:
+        return 0
+    big = max(sizes, key=sizes.get)
+    return sizes[big] * (2 if buffer_references(program).get(big, 0) > 1 else 1)
+
+
 def estimate_run(program, limit=None, backend="auto") -> dict:
     """Predicted peak memory (bytes above the interpreter's own) of parsing ``program`` and, with its
     derived ``limit``, evaluating it: ``{"resident", "parse", "evaluate", "peak"}``.
 
-    resident: the program's (and limit's) arrays, counted once per buffer. parse: resident plus one
-    more array as large as its largest table (a data expression holds its operands and its result
-    while it is computed). evaluate: the step-by-step model of ``numeric/footprint.py`` on top of
+    resident: the program's (and limit's) arrays, counted once per buffer. parse: resident plus
+    ``parse_workspace``. evaluate: the step-by-step model of ``numeric/footprint.py`` on top of
     the resident arrays. peak: the larger of the two.
     """
     from .numeric.footprint import evaluation_peak, resident_bytes
 
     roots = (program,) if limit is None else (program, limit)
     resident = resident_bytes(*roots)
-    out = {"resident": resident, "parse": resident + largest_array_bytes(program) + RUN_OVERHEAD}
+    out = {"resident": resident, "parse": resident + parse_workspace(program) + RUN_OVERHEAD}
     if limit is not None:
         from .numeric.fused import FUSE_MIN_POINTS
 

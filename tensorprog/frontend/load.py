@@ -107,6 +107,21 @@ def _parse(path_or_text, defines, name):
     defs = {k: define_value(k, v) for k, v in (defines or {}).items()}
 
     def work():
+        # One BLAS thread for the front end's data tables and covariance checks: their products are
+        # thin (N x d, N x r), and BLAS threads spinning against a busy machine's other processes
+        # made a 2000-point check take seconds instead of milliseconds.
+        from threadpoolctl import threadpool_limits
+
+        from .terms import TABLES
+
+        with threadpool_limits(1, user_api="blas"):
+            token = TABLES.set({})
+            try:
+                return elaborate_and_check()
+            finally:
+                TABLES.reset(token)
+
+    def elaborate_and_check():
         module = parse_source(source)
         el = Elaborator(source, defs, base)
         outputs = el.run(module)

@@ -16,8 +16,10 @@ Leaves are sympy symbols standing for values defined by earlier instructions.
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import string
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,7 +121,63 @@ def _room_for(shape, what):
                          f"(it and one more like it), but only {gib(free)} is available")
 
 
+# Data tables computed during one parse, by formula (load.py sets a fresh dict per parse): a program
+# that writes the same formula of its data twice, e.g. a covariance sw2 * dot(X[i], X[i']) / dim(X)
+# + sb2 and the same term of an NTK output over (i, j), computes the N x N table once and holds it
+# once. A table's key is its formula: the operation, its operands' keys (a table made here: its own
+# key; a small array: its value; any other: its identity) and their tags by position only (i, i'
+# and i, j give the same array). Entries hold weak references only, so intermediate tables are
+# freed as before; a hit is used only while its array, and every operand keyed by identity, is the
+# same live object. Data arrays are never written in place.
+TABLES: contextvars.ContextVar = contextvars.ContextVar("tensorprog_data_tables", default=None)
+_MEMO_MIN_SIZE = 1 << 12
+_STRONG_BYTES = 1 << 24
+
+
+def _operand_key(x: DataT, alive: list, tables):
+    arr = x.arr
+    if arr.size < 64:
+        return "v", arr.dtype.str, arr.shape, arr.tobytes()
+    made = tables.get(("formula", id(arr)))     # a table made here: (weak reference, its formula)
+    if made is not None and made[0]() is arr:
+        return made[1]
+    # Any other operand by its memory and layout (X[i] and X[j] are two views of X's buffer), valid
+    # while the entry holds the operand: strongly when small (data points), weakly when large.
+    alive.append((lambda a=arr: a) if arr.nbytes <= _STRONG_BYTES else weakref.ref(arr))
+    return "id", arr.__array_interface__["data"][0], arr.strides, arr.shape, arr.dtype.str
+
+
+def _memoized(op, a, b, compute):
+    """``compute()`` (a DataT), or the array the same formula already gave in this parse (with this
+    call's tag names)."""
+    tables = TABLES.get()
+    if tables is None:
+        return compute()
+    names, alive = {}, []
+    for t in tuple(a.tags) + tuple(b.tags):
+        names.setdefault(t, len(names))
+    key = (op, _operand_key(a, alive, tables), tuple(names[t] for t in a.tags),
+           _operand_key(b, alive, tables), tuple(names[t] for t in b.tags))
+    both = tuple(a.tags) + tuple(b.tags)
+    hit = tables.get(key)
+    if hit is not None:
+        ref, layout, refs = hit
+        arr = ref()
+        if arr is not None and all(r() is not None for r in refs):
+            return DataT(arr, tuple(both[k] for k in layout))
+    r = compute()
+    if r.arr.size >= _MEMO_MIN_SIZE and not isinstance(r.arr, np.generic):
+        pos = {t: k for k, t in enumerate(both)}
+        tables[key] = (weakref.ref(r.arr), tuple(pos[t] for t in r.tags), alive)
+        tables[("formula", id(r.arr))] = (weakref.ref(r.arr), key)
+    return r
+
+
 def data_binop(op: str, a: DataT, b: DataT) -> DataT:
+    return _memoized(op, a, b, lambda: _data_binop(op, a, b))
+
+
+def _data_binop(op: str, a: DataT, b: DataT) -> DataT:
     A, B, tags = align(a, b)
     _room_for(np.broadcast_shapes(A.shape, B.shape), "a data array")
     with np.errstate(all="ignore"):
@@ -140,6 +198,10 @@ def data_binop(op: str, a: DataT, b: DataT) -> DataT:
 
 def data_dot(a: DataT, b: DataT) -> DataT:
     """<a, b> over the last data axis; an outer product over disjoint family tags uses BLAS."""
+    return _memoized("dot", a, b, lambda: _data_dot(a, b))
+
+
+def _data_dot(a: DataT, b: DataT) -> DataT:
     if a.data_shape[-1:] != b.data_shape[-1:] or len(a.data_shape) != 1 or len(b.data_shape) != 1:
         raise ValueError(f"dot needs two data vectors of the same length, got shapes "
                          f"{a.data_shape} and {b.data_shape}")

@@ -37,19 +37,31 @@ def array_buffers(*roots, max_depth=8) -> dict:
     """{id of base buffer: bytes} of the distinct numpy buffers reachable from ``roots`` (objects'
     attributes, dicts, lists, tuples; sympy expressions are not entered). Views count once, by
     their base buffer."""
-    seen_obj, seen_buf = set(), {}
+    return _walk(roots, max_depth)[0]
+
+
+def buffer_references(*roots, max_depth=8) -> dict:
+    """{id of base buffer: number of references to it} over the same walk as ``array_buffers``."""
+    return _walk(roots, max_depth)[1]
+
+
+def _walk(roots, max_depth):
+    seen_obj, seen_buf, refs = set(), {}, {}
     stack = [(r, 0) for r in roots]
     while stack:
         obj, depth = stack.pop()
-        if id(obj) in seen_obj or depth > max_depth:
+        if depth > max_depth:
             continue
-        seen_obj.add(id(obj))
         if isinstance(obj, np.ndarray):
             base = obj
             while isinstance(base.base, np.ndarray):
                 base = base.base
+            refs[id(base)] = refs.get(id(base), 0) + 1
             seen_buf[id(base)] = max(seen_buf.get(id(base), 0), base.nbytes)
             continue
+        if id(obj) in seen_obj:
+            continue
+        seen_obj.add(id(obj))
         if isinstance(obj, (str, bytes, int, float, complex, bool, type(None), sympy.Basic, type)):
             continue
         if isinstance(obj, dict):
@@ -63,7 +75,7 @@ def array_buffers(*roots, max_depth=8) -> dict:
             for slot in getattr(type(obj), "__slots__", ()):
                 if hasattr(obj, slot):
                     stack.append((getattr(obj, slot), depth + 1))
-    return seen_buf
+    return seen_buf, refs
 
 
 def resident_bytes(*roots) -> int:
