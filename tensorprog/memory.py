@@ -35,17 +35,10 @@ def largest_array_bytes(*roots) -> int:
 
 
 def parse_workspace(program) -> int:
-    """Bytes a parse holds besides the program's arrays at its peak: a data expression holds its
-    operand and its result (one more table as large as the largest); a table the program uses in
-    two places (a covariance and an output term with the same formula, shared by
-    frontend/terms.py) had its formula's intermediate tables computed again while it was alive (two)."""
-    from .numeric.footprint import array_buffers, buffer_references
-
-    sizes = array_buffers(program)
-    if not sizes:
-        return 0
-    big = max(sizes, key=sizes.get)
-    return sizes[big] * (2 if buffer_references(program).get(big, 0) > 1 else 1)
+    """Bytes a parse holds besides the program's arrays at its peak: at most one more table as large
+    as the largest (frontend/terms.py computes a formula's chain of tables in place on one array,
+    a formula used twice once; an operation on two full tables holds both and its result)."""
+    return largest_array_bytes(program)
 
 
 def estimate_run(program, limit=None, backend="auto") -> dict:

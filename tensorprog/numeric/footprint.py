@@ -37,16 +37,11 @@ def array_buffers(*roots, max_depth=8) -> dict:
     """{id of base buffer: bytes} of the distinct numpy buffers reachable from ``roots`` (objects'
     attributes, dicts, lists, tuples; sympy expressions are not entered). Views count once, by
     their base buffer."""
-    return _walk(roots, max_depth)[0]
-
-
-def buffer_references(*roots, max_depth=8) -> dict:
-    """{id of base buffer: number of references to it} over the same walk as ``array_buffers``."""
-    return _walk(roots, max_depth)[1]
+    return _walk(roots, max_depth)
 
 
 def _walk(roots, max_depth):
-    seen_obj, seen_buf, refs = set(), {}, {}
+    seen_obj, seen_buf = set(), {}
     stack = [(r, 0) for r in roots]
     while stack:
         obj, depth = stack.pop()
@@ -56,7 +51,6 @@ def _walk(roots, max_depth):
             base = obj
             while isinstance(base.base, np.ndarray):
                 base = base.base
-            refs[id(base)] = refs.get(id(base), 0) + 1
             seen_buf[id(base)] = max(seen_buf.get(id(base), 0), base.nbytes)
             continue
         if id(obj) in seen_obj:
@@ -75,7 +69,7 @@ def _walk(roots, max_depth):
             for slot in getattr(type(obj), "__slots__", ()):
                 if hasattr(obj, slot):
                     stack.append((getattr(obj, slot), depth + 1))
-    return seen_buf, refs
+    return seen_buf
 
 
 def resident_bytes(*roots) -> int:
