@@ -26,6 +26,7 @@ import numpy as np
 import sympy
 
 from .. import functions as F
+from ..ir import psd
 from ..ir.core import WIDTH
 
 
@@ -72,6 +73,8 @@ class LazyDataT(DataT):
             if self.entry is not None:      # the formula's memo entry now finds the array's buffer
                 self.entry[3] = weakref.ref(_owner(self._arr))
                 self.tables[("formula", id(self._arr))] = (weakref.ref(self._arr), self.formula)
+                if len(self.tags) == 2 and self._arr.ndim == 2 and psd.psd_by_construction(self.formula):
+                    psd.certify(self._arr)      # the covariance check need not factorise it
         return self._arr
 
     @property

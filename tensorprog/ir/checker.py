@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import Diagnostics
 from ..ops.registry import CHECK
 from .core import AxisRef, InitVector
-from .psd import low_rank_min_eigenvalue_bounds
+from .psd import is_certified, low_rank_min_eigenvalue_bounds
 
 # Relative tolerance for symmetry and for negative eigenvalues of covariances.
 PSD_RTOL = 1e-9
@@ -77,6 +77,8 @@ def check_block(block):
         return
     d = np.diag(C)
     scale = max(float(np.max(np.abs(d))) if d.size else 0.0, 1e-300)
+    if len(block.members) == 1 and is_certified(C):
+        return      # a Gram matrix of data points combined with non-negative constants: PSD by construction
     asym, where = _max_asymmetry(C)
     if asym > PSD_RTOL * scale * 10:
         i, j = where
