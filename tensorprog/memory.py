@@ -64,5 +64,5 @@ def estimate_run(program, limit=None, backend="auto") -> dict:
 
 
 #: What a run grows by besides its arrays (symbolic derivation, allocator arenas), measured with
-#: bench/bench_memory.py: 15-35 MiB over an interpreter that ran a small program of the same shape.
-RUN_OVERHEAD = 24 << 20
+#: bench/bench_memory.py: 0-13 MiB over an interpreter that ran a small program of the same shape.
+RUN_OVERHEAD = 8 << 20
