@@ -105,7 +105,6 @@ def test_gram_formula_certified_by_construction(monkeypatch, tmp_path):
     does no numeric PSD test of it; a formula that is not of that form (a constant subtracted:
     positive variances, negative eigenvalues) is still tested numerically and refused."""
     import tensorprog
-    from tensorprog.ir import psd
 
     _, X = _gram(1000, d=8, seed=7)
     np.save(tmp_path / "X.npy", X)

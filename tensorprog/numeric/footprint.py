@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import sympy
 
-from ..limit.symbols import INDEX, Data, Integral, SteinCoefficient, quantity_of, qrefs_in
+from ..limit.symbols import INDEX, Data, Integral, SteinCoefficient, quantity_of
 
 FLOAT = 8
 
@@ -113,10 +113,6 @@ class _Timeline:
         self.peak = max(self.peak, self.base + self.pool_bytes + self.other + transient)
 
 
-def _reads(expr):
-    return [quantity_of(r) for r in qrefs_in(sympy.sympify(expr))]
-
-
 def _transposed_reads(runner):
     """Bytes of the inputs a kernel copies: those read through a diagonal, a row or a transpose."""
     total = 0
@@ -154,7 +150,7 @@ def _alone_bytes(q, uncertain):
 def evaluation_peak(limit, min_points, resident=0):
     """Predicted peak bytes of ``Evaluator.run`` on ``limit`` (plan for ``min_points``), on top of
     ``resident`` bytes already held (the program's and the limit's arrays)."""
-    from .plan import KERNELS, execution_plan, members_of
+    from .plan import KERNELS, execution_plan
 
     plan = execution_plan(limit, min_points)
     t = _Timeline(resident)
