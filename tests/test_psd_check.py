@@ -97,3 +97,48 @@ def test_data_family_non_psd_covariance_still_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(TPError, match="not positive semi-definite"):
         tensorprog.parse("p.tp")
+
+
+def test_gram_formula_certified_by_construction(monkeypatch, tmp_path):
+    """A data family's covariance written as c1 * dot(X[i], X[i']) / d + c0 (c1, c0 >= 0) is PSD by
+    construction (a Gram matrix, non-negatively scaled, plus a non-negative constant): the checker
+    does no numeric PSD test of it; a formula that is not of that form (a constant subtracted:
+    positive variances, negative eigenvalues) is still tested numerically and refused."""
+    import tensorprog
+
+    _, X = _gram(1000, d=8, seed=7)
+    np.save(tmp_path / "X.npy", X)
+    monkeypatch.chdir(tmp_path)
+    C_bad = 2 * X @ X.T / 8 - 0.05      # the second program's covariance: rank 8 minus a constant
+    assert float(np.min(np.diag(C_bad))) > 0 and float(np.linalg.eigvalsh(C_bad)[0]) < -1.0
+    calls = []
+    real = checker._min_eigenvalue
+    monkeypatch.setattr(checker, "_min_eigenvalue", lambda C: calls.append(C.shape) or real(C))
+    ok = ('data X = load("X.npy")\n'
+          "vector g[i] ~ N(0, 2 * dot(X[i], X[i']) / dim(X) + 0.05)\n"
+          "out K[i, j] = mean(relu(g[i]) * relu(g[j]))\n")
+    tensorprog.parse(ok, name="ok.tp")
+    assert (1000, 1000) not in calls
+    bad = ok.replace("+ 0.05", "- 0.05")
+    with pytest.raises(tensorprog.TPError, match="not positive semi-definite"):
+        tensorprog.parse(bad, name="bad.tp")
+    assert (1000, 1000) in calls
+
+
+def test_psd_by_construction_rules():
+    """The formula rules on hand-written keys (tags numbered by first appearance)."""
+    from tensorprog.ir.psd import psd_by_construction as ok
+
+    X, Y = ("id", 1, (8, 8), (10, 8), "<f8"), ("id", 2, (8, 8), (10, 8), "<f8")
+
+    def num(v):
+        return "v", "<f8", (), np.float64(v).tobytes()
+    gram = ("dot", X, (0,), X, (1,))
+    assert ok(gram)
+    assert not ok(("dot", X, (0,), Y, (1,)))                       # two point sets: not symmetric
+    assert not ok(("dot", X, (0,), X, (0,)))                       # a vector of norms, not a matrix
+    assert ok(("*", num(2.0), (), gram, (0, 1))) and ok(("/", gram, (0, 1), num(3.0), ()))
+    assert not ok(("*", num(-2.0), (), gram, (0, 1))) and not ok(("/", gram, (0, 1), num(0.0), ()))
+    assert ok(("+", gram, (0, 1), num(0.1), ())) and not ok(("+", gram, (0, 1), num(-0.1), ()))
+    assert ok(("*", gram, (0, 1), gram, (0, 1))) and ok(("+", gram, (0, 1), gram, (0, 1)))
+    assert not ok(("-", gram, (0, 1), num(0.0), ()))

@@ -301,6 +301,8 @@ class Declarations:
         if extra:
             raise error(node.pos, f"the {what} uses index '{extra[0]}', which is not an index of these vectors")
         arr = _expand_to(DataT(arr, tuple(tags)), want, sizes)
+        if arr.dtype == np.float64 and arr.shape == tuple(sizes) and arr.flags.c_contiguous:
+            return arr      # a data table of the right layout is shared, not copied (data is never written)
         return np.broadcast_to(arr, sizes).astype(np.float64)
 
     def stmt_ScalarDecl(self, s, scope):

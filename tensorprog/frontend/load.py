@@ -110,6 +110,21 @@ def _parse(path_or_text, defines, name, width_dependent=False, coord_check=False
     defs = {k: define_value(k, v) for k, v in (defines or {}).items()}
 
     def work():
+        # One BLAS thread for the front end's data tables and covariance checks: their products are
+        # thin (N x d, N x r), and BLAS threads spinning against a busy machine's other processes
+        # made a 2000-point check take seconds instead of milliseconds.
+        from threadpoolctl import threadpool_limits
+
+        from .terms import TABLES
+
+        with threadpool_limits(1, user_api="blas"):
+            token = TABLES.set({})
+            try:
+                return elaborate_and_check()
+            finally:
+                TABLES.reset(token)
+
+    def elaborate_and_check():
         module = parse_source(source)
         el = Elaborator(source, defs, base, width_dependent=width_dependent)
         outputs = el.run(module)
@@ -149,19 +164,62 @@ def _with_deep_stack(work, source):
 
     context = contextvars.copy_context()     # the limits in force travel with the thread
     with _DEEP_LOCK:
-        old_limit, old_stack = sys.getrecursionlimit(), threading.stack_size()
+        old_limit = sys.getrecursionlimit()
         try:
-            threading.stack_size(max(512 * 2**20, frames * _STACK_BYTES_PER_FRAME))
             sys.setrecursionlimit(max(old_limit, frames))
-            t = threading.Thread(target=context.run, args=(run,), name="tensorprog-frontend")
-            t.start()
-            t.join()
+            _frontend_thread(max(512 * 2**20, frames * _STACK_BYTES_PER_FRAME)).call(context.run, run)
         finally:
-            threading.stack_size(old_stack)
             sys.setrecursionlimit(old_limit)
     if failure:
         raise failure[0]
     return result[0]
+
+
+class _DeepThread:
+    """One long-lived thread with a large stack that runs the front end's work, one call at a time.
+
+    Kept for the process rather than started per parse: the memory a thread's first calls set up
+    for it (its malloc arena, the BLAS library's per-thread buffers of the covariance checks, tens
+    of MiB) is then paid once, not again by every parse (the memory model, tensorprog/memory.py,
+    counts it in the interpreter's baseline)."""
+
+    def __init__(self, stack_bytes):
+        import queue
+
+        self.stack_bytes = stack_bytes
+        self.jobs = queue.SimpleQueue()
+        old = threading.stack_size()
+        try:
+            threading.stack_size(stack_bytes)
+            self.thread = threading.Thread(target=self._serve, name="tensorprog-frontend", daemon=True)
+            self.thread.start()
+        finally:
+            threading.stack_size(old)
+
+    def _serve(self):
+        while True:
+            fn, args, done = self.jobs.get()
+            try:
+                fn(*args)
+            finally:
+                done.set()
+
+    def call(self, fn, *args):
+        """Run ``fn(*args)`` on the thread and wait (``fn`` catches its own exceptions)."""
+        done = threading.Event()
+        self.jobs.put((fn, args, done))
+        done.wait()
+
+
+_THREADS = {}
+
+
+def _frontend_thread(stack_bytes):
+    """The front-end thread for a stack of ``stack_bytes`` (a raised nesting limit gets its own)."""
+    t = _THREADS.get(stack_bytes)
+    if t is None or not t.thread.is_alive():
+        t = _THREADS[stack_bytes] = _DeepThread(stack_bytes)
+    return t
 
 
 _DEEP_LOCK = threading.Lock()

@@ -457,14 +457,26 @@ class Elaborator(Declarations, Outputs):
                 if fv is None:
                     raise error(node.pos, f"index '{nm}' is not bound here")
                 fvs.append(fv)
-            arr = np.array(t.arr, dtype=np.float64, order="C")     # (ascontiguousarray makes 0-d data 1-d)
-            key = ("data", arr.tobytes(), arr.shape)
+            arr = np.asarray(t.arr, dtype=np.float64)
+            if not arr.flags.c_contiguous:
+                arr = np.array(arr, order="C")     # (ascontiguousarray makes 0-d data 1-d)
+            key = self._data_key(arr)
             if key not in self.width_scalars:
                 val = self.new_value(f"%{len(self.values)}", Kind.SCALAR, tuple(fv.axis for fv in fvs))
                 self.instrs.append(InitScalar(val, node.pos, value=arr))
                 self.width_scalars[key] = val
             return self.leaf(self.width_scalars[key], names)
         raise error(node.pos, f"expected a scalar, got {kind_name(t)}")
+
+    def _data_key(self, arr):
+        """The common-subexpression key of a data table: its bytes for small tables; for large ones
+        (a data family's N x N table) the array object itself (kept alive here, so its id is not
+        reused): reading and hashing hundreds of MiB costs more than a second initial scalar would."""
+        if arr.size <= 1 << 16:
+            return "data", arr.tobytes(), arr.shape
+        self._kept_tables = getattr(self, "_kept_tables", [])
+        self._kept_tables.append(arr)
+        return "data-table", id(arr), arr.shape
 
     # ------------------------------------------------------------------ expressions
 

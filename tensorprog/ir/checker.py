@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import Diagnostics
 from ..ops.registry import CHECK
 from .core import AxisRef, InitVector
-from .psd import low_rank_min_eigenvalue_bounds
+from .psd import is_certified, low_rank_min_eigenvalue_bounds
 
 # Relative tolerance for symmetry and for negative eigenvalues of covariances.
 PSD_RTOL = 1e-9
@@ -62,23 +62,30 @@ def _check_index(ins, arg):
 
 
 def check_block(block):
-    """Finite means; a symmetric, positive semi-definite joint covariance."""
+    """Finite means; a symmetric, positive semi-definite joint covariance.
+
+    The checks run over row blocks of the covariance (``_row_blocks``): no temporary as large as the
+    N x N matrix of a data family, whose covariance is often the largest array of the run.
+    """
     for k in range(len(block.members)):
         if not np.all(np.isfinite(block.mean(k))):
             yield f"the mean of {block.members[k].name} is not finite"
-    C = block.joint_cov()
-    if not np.all(np.isfinite(C)):
+    # One member: its covariance array is the joint covariance (a view, no copy).
+    C = block.cov(0, 0).reshape(_flat_size(block.members[0]), -1) if len(block.members) == 1 else block.joint_cov()
+    if not all(np.isfinite(np.add.reduce(blk, axis=None)) or np.all(np.isfinite(blk)) for blk in _row_blocks(C)):
         yield "the covariance is not finite"
         return
-    scale = max(float(np.max(np.abs(np.diag(C)))), 1e-300)
-    asym = float(np.max(np.abs(C - C.T))) if C.size else 0.0
+    d = np.diag(C)
+    scale = max(float(np.max(np.abs(d))) if d.size else 0.0, 1e-300)
+    if len(block.members) == 1 and is_certified(C):
+        return      # a Gram matrix of data points combined with non-negative constants: PSD by construction
+    asym, where = _max_asymmetry(C)
     if asym > PSD_RTOL * scale * 10:
-        i, j = np.unravel_index(np.argmax(np.abs(C - C.T)), C.shape)
+        i, j = where
         a, b = _member_entry(block, i), _member_entry(block, j)
         yield (f"the covariance is not symmetric: Cov({a}, {b}) = {C[i, j]:.6g} but "
                f"Cov({b}, {a}) = {C[j, i]:.6g}")
         return
-    d = np.diag(C)
     if np.any(d < -PSD_RTOL * scale):
         i = int(np.argmin(d))
         yield f"the covariance has a negative variance: Var({_member_entry(block, i)}) = {d[i]:.6g}"
@@ -86,6 +93,31 @@ def check_block(block):
     lam = _min_eigenvalue(C)
     if lam < -1e-8 * scale:
         yield f"the covariance is not positive semi-definite (smallest eigenvalue {lam:.3g})"
+
+
+_BLOCK_ROWS = 256
+
+
+def _flat_size(member) -> int:
+    return int(np.prod([a.size for a in member.axes], dtype=np.int64))
+
+
+def _row_blocks(C):
+    for s in range(0, C.shape[0], _BLOCK_ROWS):
+        yield C[s:s + _BLOCK_ROWS]
+
+
+def _max_asymmetry(C):
+    """(max |C - C^T|, its (row, column)), by square tiles: O(tile^2) scratch instead of N^2."""
+    n = C.shape[0]
+    best, where = 0.0, (0, 0)
+    for s in range(0, n, _BLOCK_ROWS):
+        for t in range(s, n, _BLOCK_ROWS):
+            diff = np.abs(C[s:s + _BLOCK_ROWS, t:t + _BLOCK_ROWS] - C[t:t + _BLOCK_ROWS, s:s + _BLOCK_ROWS].T)
+            if diff.size and diff.max() > best:
+                k = np.unravel_index(int(np.argmax(diff)), diff.shape)
+                best, where = float(diff[k]), (s + int(k[0]), t + int(k[1]))
+    return best, where
 
 
 def _member_entry(block, flat: int) -> str:
@@ -118,8 +150,12 @@ def _min_eigenvalue(C):
             return min(lower, 0.0)
         if upper < -tol:
             return upper
+    M = np.add(C, C.T)          # the symmetric part plus tol I, built in one array (memory: 2 N x N with the factor)
+    M *= 0.5
+    M.flat[::n + 1] += tol
     try:
-        np.linalg.cholesky((C + C.T) / 2 + tol * np.eye(n))
+        np.linalg.cholesky(M)
         return 0.0
     except np.linalg.LinAlgError:
-        return float(np.linalg.eigvalsh((C + C.T) / 2)[0])
+        M.flat[::n + 1] -= tol
+        return float(np.linalg.eigvalsh(M)[0])

@@ -387,24 +387,19 @@ class Evaluator:
                         self.values[q] = saved
 
     def check_memory(self, limit=None):
-        """Refuse before allocating when every quantity's arrays (values, and errors where they are
-        uncertain) plus the integration workspace would not fit in the available memory."""
-        from ..memory import require
-        from .fused import uncertain_quantities
+        """Refuse before allocating when the evaluation's predicted peak (``footprint.py``: the arrays
+        alive step by step, the buffer pool, each step's temporaries), less the arrays the program
+        already holds, would not fit in the available memory."""
+        from ..memory import require, gib
+        from .footprint import evaluation_peak, resident_bytes
+        from .fused import FUSE_MIN_POINTS
 
-        from .hermite import DEFAULT_K
-
-        uncertain = uncertain_quantities(self.limit.quantities)
-        total = rows = 0
-        for q in self.limit.quantities:
-            size = int(np.prod([a.size for a in q.axes], dtype=np.int64))
-            total += 8 * size * (2 if q in uncertain else 1)
-            if isinstance(q.definition, Integral):
-                total += 8 * size * (q.definition.dim + 1) ** 2
-                # Hermite rows (N x K per function and variance array), kept for reuse.
-                rows += 8 * DEFAULT_K * sum(a.size for a in q.axes[:2]) if q.definition.dim <= 2 else 0
-        total += 8 * 8 * I.MAX_NODES_PER_CHUNK + min(rows, ROW_CACHE_BYTES)
-        require(total, f"evaluating the limit of {self.limit.program.source.name}", limit)
+        min_points = {"auto": FUSE_MIN_POINTS, "numba": 0}.get(self.backend)
+        resident = resident_bytes(self.limit.program, self.limit)
+        need = evaluation_peak(self.limit, min_points, resident) - resident
+        if limit is not None or need > 1 << 28:     # large runs: the model walks the plan, reads /proc/meminfo
+            require(need, f"evaluating the limit of {self.limit.program.source.name} (its arrays, "
+                          f"on top of the {gib(resident)} of data the program holds)", limit)
 
     def _progress(self, total):
         if not self.progress:

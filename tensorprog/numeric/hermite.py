@@ -46,7 +46,7 @@ over-estimates the tail at |rho| < 1 by ~1/200-1/400 of it.  (Fitting r to a lon
 kept coefficients, or extrapolating the drift of r, was tried and gains at most 30%.)
 
 Error estimate.  err[i, j] = |rho|^{K_e} sqrt((T1e + u1)(T2e + u2)) + |rho|^{K_o} sqrt((T1o + u1)
-(T2o + u2)) + 2 K eps ||phi|| ||psi||, with ||phi||^2 = E phi(u)^2 and u = 64 eps ||phi||^2 the
+(T2o + u2)) + K eps ||phi|| ||psi|| / 2, with ||phi||^2 = E phi(u)^2 and u = 64 eps ||phi||^2 the
 rounding allowance of T (parity_tails).  The first two terms bound the whole discarded series
 (Cauchy-Schwarz, |rho| <= 1); since the correction has the tail's sign and is no larger than
 that bound, they also bound the error left after the correction (typically 100x smaller).  The
@@ -97,8 +97,9 @@ _EPS = np.finfo(np.float64).eps
 # of an oscillating sequence) would otherwise give r = 1 and a zero denominator at rho = +-1.
 # Any cap keeps the same-row value at rho = +-1 exact.
 _RATIO_CAP = 1.0 - 1.0 / 1024.0
-# Rounding floor of the error estimate, in units of K eps ||phi|| ||psi||.
-_FLOOR = 2.0
+# Rounding floor of the error estimate, in units of K eps ||phi|| ||psi|| (the rounding measured is
+# <= 0.2 of it; 2.0 made the estimates of smooth kernels 100-350x their real error, issue 16).
+_FLOOR = 0.5
 # Uncertainty of a parity tail T from parity_tails, in units of eps E[phi^2].
 _TAIL_ALLOWANCE = 64.0
 # Tile of the pair loop: _ROWS rows share every load of a column coefficient, and the
@@ -577,7 +578,7 @@ def diag_expectation(C1, C2, T1, T2, err=None):
     values[i] = sum_{k<K} C1[i, k] C2[i, k] + A1f A2f / (1 - Q1f Q2f) + A1s A2s / (1 - Q1s Q2s),
     the same tail model as pair_expectation at rho = 1 (exact when C1 is C2: the discarded
     energy T_e + T_o).  err, if given (shape (N,)), receives
-    sqrt((T1e + u1)(T2e + u2)) + sqrt((T1o + u1)(T2o + u2)) + 2 K eps ||phi|| ||psi||, with the
+    sqrt((T1e + u1)(T2e + u2)) + sqrt((T1o + u1)(T2o + u2)) + K eps ||phi|| ||psi|| / 2, with the
     allowance u = 64 eps ||phi||^2 for the rounding of T (see parity_tails).
     """
     C1 = np.asarray(C1, dtype=np.float64)

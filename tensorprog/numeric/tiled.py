@@ -103,7 +103,7 @@ class Segment:
             text = "\n".join(src_lines + store) + repr(params)
             name = "tile_" + hashlib.sha256(text.encode()).hexdigest()[:12]
             if name not in tiles:
-                tiles[name] = ("@njit(**_JIT)\n" + f"def {name}({', '.join(params)}):\n    for t in range(n):\n"
+                tiles[name] = ("@njit(no_cpython_wrapper=True, **_JIT)\n" + f"def {name}({', '.join(params)}):\n    for t in range(n):\n"
                                # a group whose values are all unused has no lines: "pass" keeps it valid
                                + "\n".join("        " + ln for ln in (src_lines + store or ["pass"])))
             arrays, read_rows = [], []
@@ -143,7 +143,7 @@ class Segment:
                 pre_params = [f"a{m}" for m in sorted(columns)] + [f"h{x}" for x in range(len(hoisted))]
                 pre_body = pre_lines + [f"h{x}[t] = {tname}" for x, tname in enumerate(hoisted)]
                 pre = "pre_" + hashlib.sha256(("\n".join(pre_body) + repr(pre_params)).encode()).hexdigest()[:12]
-                tiles.setdefault(pre, "@njit(**_JIT)\n" + f"def {pre}(n, {', '.join(pre_params)}):\n"
+                tiles.setdefault(pre, "@njit(no_cpython_wrapper=True, **_JIT)\n" + f"def {pre}(n, {', '.join(pre_params)}):\n"
                                  "    for t in range(n):\n" + "\n".join("        " + ln for ln in pre_body or ["pass"]))
                 hbufs = [f"hb{nbufs + x}" for x in range(len(hoisted))]
                 nbufs += len(hoisted)

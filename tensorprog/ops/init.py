@@ -66,7 +66,9 @@ def _check_init_scalar(ins: InitScalar):
     if ins.is_data:
         if ins.value.shape != tuple(a.size for a in ins.out.axes):
             yield "data scalar has the wrong shape for its family"
-        elif not np.all(np.isfinite(ins.value)):
+        # one reduction (no N x N boolean temporary): a sum is finite only if every entry is, barring
+        # overflow of huge finite entries, which the exact test then clears
+        elif not (np.isfinite(np.add.reduce(ins.value, axis=None)) or np.all(np.isfinite(ins.value))):
             yield "data scalar contains NaN or infinite values"
     elif ins.value.free_symbols - {WIDTH}:
         yield "an initial scalar may depend only on the width n"
