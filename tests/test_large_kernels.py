@@ -1,0 +1,131 @@
+"""Kernels evaluated tile by tile into a zarr store (tensorprog/numeric/outofcore.py), resumed after an
+interruption, and on Dask (tensorprog/numeric/distributed.py): every entry must equal the whole-grid
+in-memory evaluation, which the rest of the suite checks against closed forms and finite-width networks.
+Equal means bitwise, or within 1e-15 relative where numpy and the generated kernels round differently."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tensorprog
+from tensorprog.errors import TPError
+from tensorprog.numeric import outofcore
+from tensorprog.numeric.outofcore import evaluate_to_store, open_store
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+# Two data sets (train x test): the output K is an N x M grid whose roles run over different axes.
+TRAIN_TEST = """
+data A = [[1, 0], [0.6, 0.8], [2, 0], [-1, 0.5], [0.3, 0.3]]
+data B = [[0, 1], [1, 1], [0.5, -2]]
+matrix W ~ N(0, 2/n)
+vector u ~ N(1, 1)
+vector g[i] ~ N(0, dot(A[i], A[i']) + 0.1)
+vector h[j] ~ N(0, dot(B[j], B[j']) + 0.1)
+out K[i, j] = mean(tanh(W @ (relu(g[i]) + u)) * tanh(W @ (relu(h[j]) + u)))
+out D[i] = mean(relu(g[i]) * relu(g[i]))
+"""
+
+
+def _same(store_path, reference, rel=1e-15):
+    """Every output of the store equals the in-memory results (values and errors)."""
+    stored = open_store(store_path)
+    assert set(stored) == set(reference.outputs)
+    for name, (values, errors) in stored.items():
+        ref = reference[name]
+        v, e = values[...], errors[...]
+        assert v.shape == ref.value.shape
+        scale = max(float(np.max(np.abs(ref.value))), 1e-300)
+        assert np.max(np.abs(v - ref.value)) <= rel * scale, name
+        assert np.max(np.abs(e - ref.error)) <= rel * max(scale, float(np.max(ref.error))), name
+
+
+@pytest.mark.parametrize("program, chunk", [
+    (EXAMPLES / "mlp_ntk.tp", 3),            # MLP NNGP + NTK, 4 x 4 in tiles 3 + 1
+    (EXAMPLES / "mlp_gelu.tp", 2),           # Hermite-series integrals (with error estimates)
+    (EXAMPLES / "ntk_rnn.tp", 1),            # an RNN over sequences (families over points and time)
+    (EXAMPLES / "ntk_transformer.tp", 1),    # attention + global average pooling
+    (TRAIN_TEST, 2),                         # train x test: N x M, and an output over one data set
+])
+def test_tiles_equal_the_whole_grid(tmp_path, program, chunk):
+    limit = tensorprog.derive(program)
+    reference = tensorprog.evaluate(limit)
+    store = tmp_path / "k.zarr"
+    summary = evaluate_to_store(limit, str(store), chunk=chunk, log=lambda s: None)
+    assert summary["computed"] == summary["tiles"] >= 2
+    _same(store, reference)
+
+
+def _tpc(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "tensorprog", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=300)
+
+
+def test_cli_store_and_refusals(tmp_path):
+    """tpc eval --out STORE.zarr writes the kernels; an existing store is not overwritten without
+    --resume; a directory with other content is refused and left as it was."""
+    store = tmp_path / "k.zarr"
+    r = _tpc("eval", EXAMPLES / "mlp_ntk.tp", "--out", store, "--chunk", 3)
+    assert r.returncode == 0, r.stderr
+    assert "memory about" in r.stderr and "disk up to" in r.stderr
+    _same(store, tensorprog.evaluate(str(EXAMPLES / "mlp_ntk.tp")))
+    r = _tpc("eval", EXAMPLES / "mlp_ntk.tp", "--out", store, "--chunk", 3)
+    assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
+
+    other = tmp_path / "other.zarr"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    r = _tpc("eval", EXAMPLES / "mlp_ntk.tp", "--out", other)
+    assert r.returncode == 2 and "not a tensorprog store" in r.stderr
+    assert os.listdir(other) == ["notes.txt"] and (other / "notes.txt").read_text() == "mine"
+
+    r = _tpc("eval", EXAMPLES / "mlp_ntk.tp", "--memory", "1G")
+    assert r.returncode == 2 and "--out STORE.zarr" in r.stderr
+
+
+COUPLED = """
+data X = [[1, 0], [0.6, 0.8], [2, 0]]
+vector g[i] ~ N(0, dot(X[i], X[i']) + 0.1)
+out K[i, j] = mean(relu(g[i]) * relu(g[j])) / mean(relu(g[0]) * relu(g[0]))
+"""
+
+
+def test_coupled_program_falls_back_to_memory(tmp_path):
+    """A kernel normalised by the first point's variance couples every entry to one member (as a
+    Moment over the batch, batch normalisation, does): said so, then evaluated whole -- the store
+    still holds the in-memory results."""
+    program = tmp_path / "coupled.tp"
+    program.write_text(COUPLED)
+    store = tmp_path / "c.zarr"
+    r = _tpc("eval", program, "--out", store)
+    assert r.returncode == 0, r.stderr
+    assert "couples the points of a family" in r.stderr and "in memory" in r.stderr
+    _same(store, tensorprog.evaluate(str(program)))
+
+
+def test_full_disk_is_refused_with_numbers(tmp_path, monkeypatch):
+    limit = tensorprog.derive(str(EXAMPLES / "mlp_ntk.tp"))
+    store = tmp_path / "k.zarr"
+    monkeypatch.setattr(outofcore, "free_disk_bytes", lambda path: 100)
+    with pytest.raises(TPError, match="need up to .* of disk .* only .* is free"):
+        evaluate_to_store(limit, str(store), chunk=2, log=lambda s: None)
+
+
+def test_memory_budget_sets_the_tile_side():
+    """The tile side is the largest multiple of 64 whose working set fits the budget."""
+    job = outofcore.TileJob(tensorprog.derive(str(EXAMPLES / "mlp_ntk.tp")))
+    per = job.bytes_per_entry(0)
+    assert per > 16
+    # 4 points: the side never exceeds the axis; with a huge budget it is the whole axis
+    assert outofcore.choose_chunk(job, 1 << 40) == 4
+    assert outofcore.parse_memory("2G") == 2 << 30 and outofcore.parse_memory("512M") == 512 << 20
+    with pytest.raises(TPError):
+        outofcore.parse_memory("lots")
