@@ -106,7 +106,7 @@ class TiledProgram:
 
     def _visit_expr(self, expr, roles, axes, found):
         _check_indices(expr, self.limit)
-        for r in qrefs_in(expr):
+        for r in self._refs(expr):
             q = quantity_of(r)
             child = []
             for a in r.args:
@@ -131,7 +131,7 @@ class TiledProgram:
 
     def _visit_points(self, expr):
         """Point instances that a point output (over one axis or none) needs."""
-        for r in qrefs_in(expr):
+        for r in self._refs(expr):
             q = quantity_of(r)
             if any(a not in INDEX for a in r.args):
                 raise NotTileable(f"{self._where(q)} refers to a fixed member: it couples the points of a family")
@@ -140,6 +140,14 @@ class TiledProgram:
                 self.points[key] = None
                 for e in _definition_exprs(q.definition):
                     self._visit_points(sympy.sympify(e).xreplace({s: INDEX[0] for s in INDEX[:len(r.args)]}))
+
+    def _refs(self, expr):
+        """The references of ``expr`` in a fixed order (the quantities' evaluation order, then their
+        arguments): instances are then created -- and named -- in the same order in every process,
+        and sympy orders their terms as it ordered the original quantities', so that the generated
+        arithmetic is the same as the whole-grid path's."""
+        return sorted(qrefs_in(expr), key=lambda r: (self.order[quantity_of(r)], [INDEX.index(a) if a in INDEX
+                                                                                    else -1 for a in r.args]))
 
     def _where(self, q):
         name, pos = q.origin or (q.label, None)
@@ -152,7 +160,7 @@ class TiledProgram:
         """The per-point program: each point instance (q, m) as a quantity over q's axis (all m
         positions at one point) or a scalar; and the point outputs.  Returns (limit, {key: quantity})."""
         made = {}
-        for (q, m) in sorted(self.points, key=lambda k: self.order[k[0]]):
+        for (q, m) in sorted(self.points, key=lambda k: (self.order[k[0]], k[1])):
             made[(q, m)] = None
         out = {}
 
@@ -195,7 +203,7 @@ class TiledProgram:
         Returns (limit, {instance: (quantity, kind)}) with kind "point", "data" or "computed"."""
         axes, names = self.groups[group]
         tile_axes = [Axis(f"{a.name}[tile {p}]", int(n)) for p, (a, n) in enumerate(zip(axes, sizes))]
-        keys = sorted(self.instances[group], key=lambda k: self.order[k[0]])
+        keys = sorted(self.instances[group], key=lambda k: (self.order[k[0]], k[1]))
         made = {}
 
         def slots(roles):
