@@ -114,9 +114,21 @@ def test_coupled_program_falls_back_to_memory(tmp_path):
 def test_full_disk_is_refused_with_numbers(tmp_path, monkeypatch):
     limit = tensorprog.derive(str(EXAMPLES / "mlp_ntk.tp"))
     store = tmp_path / "k.zarr"
-    monkeypatch.setattr(outofcore, "free_disk_bytes", lambda path: 100)
+    monkeypatch.setattr(outofcore, "free_disk_bytes", lambda path: 10)
     with pytest.raises(TPError, match="need up to .* of disk .* only .* is free"):
         evaluate_to_store(limit, str(store), chunk=2, log=lambda s: None)
+    assert not store.exists()                  # nothing left behind
+    # a run with finished tiles: the refusal keeps them
+    monkeypatch.undo()
+    evaluate_to_store(limit, str(store), chunk=2, log=lambda s: None)
+    markers = sorted(os.listdir(store / outofcore.MARKERS))
+    os.remove(store / outofcore.MARKERS / markers[0])
+    before = open_store(store)["NTK"][0][...]
+    monkeypatch.setattr(outofcore, "free_disk_bytes", lambda path: 10)
+    with pytest.raises(TPError, match="finished tiles are kept"):
+        evaluate_to_store(limit, str(store), chunk=2, resume=True, log=lambda s: None)
+    assert sorted(os.listdir(store / outofcore.MARKERS)) == markers[1:]
+    assert np.array_equal(open_store(store)["NTK"][0][...], before)
 
 
 def test_memory_budget_sets_the_tile_side():
@@ -171,7 +183,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "2 of 4 tiles computed" in r.stdout and "resuming: 2 of 4 tiles already done" in r.stderr
     whole = tmp_path / "whole.zarr"
-    assert _tpc("eval", program, "--out", whole, "--chunk", 2).returncode == 0
+    evaluate_to_store(tensorprog.derive(str(program)), str(whole), chunk=2, log=lambda s: None)
     resumed, uninterrupted = open_store(store), open_store(whole)
     for name in resumed:
         for a, b in zip(resumed[name], uninterrupted[name]):
@@ -180,3 +192,89 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     # a different tile side is another computation: --resume refuses it
     r = _tpc("eval", program, "--out", store, "--chunk", 3, "--resume")
     assert r.returncode == 2 and "another program" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------- Dask
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One 2-worker LocalCluster (separate processes) for the module; reached by its tcp address."""
+    distributed = pytest.importorskip("dask.distributed")
+    import logging
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as lc:
+        yield lc
+
+
+def test_dask_tiles_equal_the_whole_grid_after_a_worker_is_killed(tmp_path, cluster):
+    """Tiles as tasks on a 2-worker cluster at tcp://...; one worker is killed (SIGKILL) after the
+    first tile arrives: its tasks run again elsewhere, the run completes, the store equals the
+    in-memory results bitwise."""
+    import signal
+
+    from tensorprog.numeric.distributed import Cluster, run_tiles_dask
+
+    limit = tensorprog.derive(str(EXAMPLES / "mlp_ntk.tp"))
+    reference = tensorprog.evaluate(limit)
+    job = outofcore.TileJob(limit)
+    job.run_points()
+    store_path = tmp_path / "k.zarr"
+    store = outofcore.Store(str(store_path), limit, job.options, 1)
+    for name in job.tiled.point_outputs:
+        store.write(name, job.point_results[name].value, job.point_results[name].error)
+    todo = [(0, t) for t in outofcore.tile_grid(job.tiled.groups[0][0], 1)]
+    killed = []
+
+    def kill_one_worker(c, count):
+        if count == 1:
+            pids = c.client.run(os.getpid)
+            victim = sorted(pids)[0]
+            os.kill(pids[victim], signal.SIGKILL)
+            killed.append(victim)
+
+    with Cluster(cluster.scheduler_address) as connected:
+        run_tiles_dask(job, store, todo, connected, log=lambda s: None, on_tile=kill_one_worker)
+    assert killed and len(todo) == 16
+    assert len(os.listdir(store_path / outofcore.MARKERS)) == 16
+    _same(store_path, reference)
+
+
+def test_cli_scheduler_address_and_unreachable(tmp_path, cluster):
+    """tpc eval --scheduler tcp://... writes the same store; an address nobody listens on is a
+    clear error (exit 2) that leaves nothing behind."""
+    program = tmp_path / "tt.tp"
+    program.write_text(TRAIN_TEST)
+    store = tmp_path / "k.zarr"
+    r = _tpc("eval", program, "--out", store, "--chunk", 2, "--scheduler", cluster.scheduler_address)
+    assert r.returncode == 0, r.stderr
+    assert "dask: 2 workers" in r.stderr
+    _same(store, tensorprog.evaluate(str(program)))
+
+    import socket
+
+    with socket.socket() as s:            # a free port: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bad = tmp_path / "bad.zarr"
+    r = _tpc("eval", program, "--out", bad, "--chunk", 2, "--scheduler", f"tcp://127.0.0.1:{port}")
+    assert r.returncode == 2 and "cannot reach the Dask scheduler" in r.stderr and "Traceback" not in r.stderr
+    assert not bad.exists()
+    r = _tpc("eval", program, "--out", bad, "--scheduler", "somewhere")
+    assert r.returncode == 2 and "tcp://HOST:PORT" in r.stderr
+
+
+def test_lazy_dask_arrays(cluster):
+    """tensorprog.evaluate(..., chunks=k): dask arrays chunked by tile, computed on a cluster."""
+    from dask.distributed import Client
+
+    ref = tensorprog.evaluate(str(EXAMPLES / "ntk_rnn.tp"))       # an RNN over sequences
+    lazy = tensorprog.evaluate(str(EXAMPLES / "ntk_rnn.tp"), chunks=1)
+    assert lazy["NTK_last"].chunks == ((1, 1), (1, 1))
+    with Client(cluster) as client:
+        values = client.compute(lazy["NTK_last"]).result()
+    assert np.array_equal(values, ref["NTK_last"].value)
+    lazy = tensorprog.evaluate(str(EXAMPLES / "mlp_ntk.tp"), chunks=3)
+    ref = tensorprog.evaluate(str(EXAMPLES / "mlp_ntk.tp"))
+    assert lazy["NTK"].chunks == ((3, 1), (3, 1))
+    assert np.array_equal(lazy["NTK"].compute(), ref["NTK"].value)

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 
 import numpy as np
@@ -73,11 +74,17 @@ class TileJob:
         self.points = None          # (q, m) -> (value, error, methods)
         self.point_results = None
         self._tile_limits = {}
+        self._lock = threading.Lock()   # a Dask worker may run tiles in several threads
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_tile_limits"] = {}
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def run_points(self):
         """The per-point pass: every point instance over the whole data set, and the point outputs."""
@@ -93,9 +100,10 @@ class TileJob:
 
     def tile_limit(self, group, sizes):
         key = (group, tuple(sizes))
-        if key not in self._tile_limits:
-            self._tile_limits[key] = self.tiled.tile_limit(group, sizes)
-        return self._tile_limits[key]
+        with self._lock:
+            if key not in self._tile_limits:
+                self._tile_limits[key] = self.tiled.tile_limit(group, sizes)
+            return self._tile_limits[key]
 
     def run_tile(self, group, ranges):
         """{output name: (value block, error block, method)} of the tile whose role p spans
@@ -299,11 +307,24 @@ def evaluate_to_store(limit, path, method="auto", samples=None, seed=0, memory=N
         raise error(None, f"evaluating {limit.program.source.name} out of core needs about {gib(mem)} of memory "
                           f"(per-point values, data tables and one tile of {chunk} points), but the budget "
                           f"(--memory) is {gib(budget)}")
-    store = Store(path, limit, job.options, chunk, resume=resume)
+    if scheduler is None:
+        return _run(job, path, tiles, chunk, disk, resume, None, log, t0)
+    from .distributed import Cluster
+
+    # connect first: an unreachable scheduler leaves no store behind
+    with Cluster(scheduler) as cluster:
+        return _run(job, path, tiles, chunk, disk, resume, cluster, log, t0)
+
+
+def _run(job, path, tiles, chunk, disk, resume, cluster, log, t0):
+    new = not os.path.exists(path)
+    store = Store(path, job.tiled.limit, job.options, chunk, resume=resume)
     todo = [(g, t) for g, t in tiles if not store.done(g, t)]
     need = disk * len(todo) / max(len(tiles), 1) if tiles else disk
     free = free_disk_bytes(path)
     if need > free:
+        if new:      # the empty store this run just made; an existing one is left as it is
+            shutil.rmtree(path, ignore_errors=True)
         raise error(None, f"--out {path}: the results need up to {gib(need)} of disk "
                           f"({len(todo)} tiles still to write), but only {gib(free)} is free there"
                           + (f"; the {len(tiles) - len(todo)} finished tiles are kept" if len(todo) < len(tiles) else ""))
@@ -316,14 +337,14 @@ def evaluate_to_store(limit, path, method="auto", samples=None, seed=0, memory=N
             _guard_disk(store.write, name, r.value, r.error, None, r.method)
         store.mark_points()
     t1 = time.perf_counter()
-    if scheduler is None:
+    if cluster is None:
         run_tiles_here(job, store, todo)
     else:
         from .distributed import run_tiles_dask
 
-        run_tiles_dask(job, store, todo, scheduler, log=log)
+        run_tiles_dask(job, store, todo, cluster, log=log)
     t2 = time.perf_counter()
-    return {"tiles": len(tiles), "computed": len(todo), "chunk": chunk, "memory": mem, "disk": disk,
+    return {"tiles": len(tiles), "computed": len(todo), "chunk": chunk, "disk": disk,
             "points_time": t1 - t0, "tiles_time": t2 - t1, "total_time": t2 - t0}
 
 
