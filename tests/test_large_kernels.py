@@ -218,6 +218,7 @@ def test_dask_tiles_equal_the_whole_grid_after_a_worker_is_killed(tmp_path, clus
     limit = tensorprog.derive(str(EXAMPLES / "mlp_ntk.tp"))
     reference = tensorprog.evaluate(limit)
     job = outofcore.TileJob(limit)
+    job.chunk = 1
     job.run_points()
     store_path = tmp_path / "k.zarr"
     store = outofcore.Store(str(store_path), limit, job.options, 1)

@@ -132,6 +132,7 @@ def evaluate_lazy(target, chunks, method="auto", samples=None, seed=0, defines=N
 
         target = tensorprog.derive(target, defines=defines)
     job = TileJob(target, method=method, samples=samples, seed=seed)
+    job.chunk = int(chunks)
     job.run_points()
     out = {name: da.from_array(np.asarray(job.point_results[name].value)) for name in job.tiled.point_outputs}
     shared = dask.delayed(job, traverse=False)

@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import error
 from ..memory import available_memory, gib
 from .evaluate import Evaluator, MC_SAMPLES, _method_label
+from ..limit.symbols import Data
 from .tileprogram import Bound, NotTileable, TiledProgram, data_block  # noqa: F401  (NotTileable re-exported)
 
 #: Default share of the available memory a run may use (``--memory``).
@@ -73,6 +74,7 @@ class TileJob:
                             backend=backend)
         self.points = None          # (q, m) -> (value, error, methods)
         self.point_results = None
+        self.chunk = None           # the tile side: the plan of a tile program is made for full tiles
         self._tile_limits = {}
         self._lock = threading.Lock()   # a Dask worker may run tiles in several threads
 
@@ -98,18 +100,32 @@ class TileJob:
             self.points[key] = (ev.values[inst], ev.errors[inst], methods)
         return self.point_results
 
-    def tile_limit(self, group, sizes):
-        key = (group, tuple(sizes))
-        with self._lock:
-            if key not in self._tile_limits:
-                self._tile_limits[key] = self.tiled.tile_limit(group, sizes)
-            return self._tile_limits[key]
+    def tile_limit(self, group):
+        """The tile program of an output group, built once per process (``TiledProgram.tile_limit``)."""
+        if group not in self._tile_limits:
+            self._tile_limits[group] = self.tiled.tile_limit(group)
+        return self._tile_limits[group]
 
     def run_tile(self, group, ranges):
         """{output name: (value block, error block, method)} of the tile whose role p spans
-        ``ranges[p]`` = (lo, hi)."""
-        sizes = [hi - lo for lo, hi in ranges]
-        limit, made = self.tile_limit(group, sizes)
+        ``ranges[p]`` = (lo, hi).  Tiles run one at a time per process (the tile program's axes are
+        resized for each); each tile is parallel over the row pool."""
+        with self._lock:
+            return self._run_tile(group, ranges)
+
+    def _run_tile(self, group, ranges):
+        from .fused import FUSE_MIN_POINTS
+        from .plan import execution_plan
+
+        fresh = group not in self._tile_limits
+        limit, made, tile_axes = self.tile_limit(group)
+        if fresh and self.options["backend"] == "auto":
+            # planned at the full tile size, whichever tile comes first (an edge tile is smaller)
+            for a in tile_axes:
+                a.size = min(self.chunk or a.size, a.size)
+            execution_plan(limit, FUSE_MIN_POINTS)
+        for a, (lo, hi) in zip(tile_axes, ranges):
+            a.size = hi - lo
         bound = {}
         for (q, roles), (inst, kind) in made.items():
             if kind == "point":
@@ -134,7 +150,7 @@ class TileJob:
         from ..limit.symbols import Integral
 
         axes, names = self.tiled.groups[group]
-        limit, made = self.tile_limit(group, [64] * len(axes))
+        limit, made, _ = self.tile_limit(group)
         uncertain = uncertain_quantities(limit.quantities)
         per = 0
         for inst, kind in made.values():
@@ -145,11 +161,16 @@ class TileJob:
             if isinstance(d, Integral) and not isinstance(d, BoundUncertain):
                 per += 8 * (d.dim + 1) ** 2
         items = sum(len(self.tiled.limit.outputs[n]) for n in names)
-        return per + 16 * items
+        # values and errors of the tile being computed, the one waiting and the one being written
+        return per + 3 * 16 * items
 
-    def point_bytes(self):
+    def fixed_bytes(self):
+        """Memory held for the whole run: the per-point values (and errors) and the data tables the
+        front end built (blocks of them are bound into each tile)."""
         n = sum(int(np.prod([a.size for a in q.axes[:1]])) for q, _ in self.tiled.points)
-        return 16 * n
+        data = sum(np.asarray(q.definition.array).nbytes for q in self.tiled.limit.quantities
+                   if isinstance(q.definition, Data) and len(q.axes) >= 2)
+        return 16 * n + data
 
 
 def tile_grid(axes, chunk):
@@ -162,8 +183,8 @@ def tile_grid(axes, chunk):
 
 def choose_chunk(job, budget):
     """The largest tile side (a multiple of 64, at least 64) whose working set fits ``budget`` bytes
-    after the per-point pass; never more than the largest axis."""
-    left = max(budget - job.point_bytes(), 0)
+    besides what the whole run holds (``TileJob.fixed_bytes``); never more than the largest axis."""
+    left = max(budget - job.fixed_bytes(), 0)
     sides = []
     for g, (axes, _) in enumerate(job.tiled.groups):
         per = job.bytes_per_entry(g)
@@ -261,7 +282,8 @@ class Store:
         o = self.outputs[name]
         region = tuple(slice(None) if kind == "u" or tile is None else slice(*tile[k]) for kind, k in o.layout)
         self.root[f"values/{name}"][region] = value
-        self.root[f"errors/{name}"][region] = np.broadcast_to(error, np.shape(value))
+        if np.any(error):       # zero errors (closed forms) are the fill value: nothing to write
+            self.root[f"errors/{name}"][region] = np.broadcast_to(error, np.shape(value))
         if methods:
             self.root[f"values/{name}"].attrs["method"] = methods
 
@@ -275,14 +297,11 @@ class Store:
 def estimate(job, chunk):
     """(memory bytes, disk bytes) of a run with tile side ``chunk``."""
     limit = job.tiled.limit
-    mem = job.point_bytes()
-    data = sum(np.asarray(q.definition.array).nbytes for q in limit.quantities
-               if type(q.definition).__name__ == "Data" and len(q.axes) >= 2)
     tiles = max((job.bytes_per_entry(g) * min(chunk, max(a.size for a in axes)) ** len(axes)
                  for g, (axes, _) in enumerate(job.tiled.groups)), default=0)
     uncertain = bool(job.tiled.uncertain)
     disk = sum(8 * int(np.prod(o.array_shape)) * (2 if uncertain else 1) for o in limit.program.outputs)
-    return mem + tiles + data, disk
+    return job.fixed_bytes() + tiles, disk
 
 
 def evaluate_to_store(limit, path, method="auto", samples=None, seed=0, memory=None, chunk=None, resume=False,
@@ -299,6 +318,7 @@ def evaluate_to_store(limit, path, method="auto", samples=None, seed=0, memory=N
     job = TileJob(limit, method=method, samples=samples, seed=seed)
     budget = memory if memory is not None else int(MEMORY_FRACTION * (available_memory() or 4 << 30))
     chunk = chunk or choose_chunk(job, budget)
+    job.chunk = chunk
     mem, disk = estimate(job, chunk)
     tiles = [(g, t) for g, (axes, _) in enumerate(job.tiled.groups) for t in tile_grid(axes, chunk)]
     log(f"{limit.program.source.name}: {len(tiles)} tiles of up to {chunk} x {chunk} points; "
@@ -381,14 +401,39 @@ def store_tile(store, group, tile, blocks):
 
 
 def run_tiles_here(job, store, todo):
-    """The tiles in this process, one after the other (each one parallel over the row pool)."""
+    """The tiles in this process, one after the other (each one parallel over the row pool), while a
+    writer thread stores the previous one (at most one finished tile waits).  An interruption lets
+    the writer finish the tiles already computed before it stops."""
+    import queue
+
     from ..progress import Progress
 
     bar = Progress(len(todo), name="tiles")
-    for group, tile in todo:
-        store_tile(store, group, tile, job.run_tile(group, tile))
-        bar.advance(1, f"tile {tile}")
-    bar.close()
+    waiting = queue.Queue(maxsize=1)
+    failure = []
+
+    def writer():
+        while (item := waiting.get()) is not None:
+            if not failure:
+                try:
+                    store_tile(store, *item)
+                except BaseException as e:  # re-raised in the caller's thread
+                    failure.append(e)
+
+    thread = threading.Thread(target=writer, name="tensorprog-store-writer", daemon=True)
+    thread.start()
+    try:
+        for group, tile in todo:
+            if failure:
+                break
+            waiting.put((group, tile, job.run_tile(group, tile)))
+            bar.advance(1, f"tile {tile}")
+    finally:
+        waiting.put(None)
+        thread.join()
+        bar.close()
+    if failure:
+        raise failure[0]
 
 
 def open_store(path):

@@ -25,12 +25,25 @@ import dataclasses
 import numpy as np
 import sympy
 
-from ..ir.core import Axis
 from ..limit.symbols import INDEX, Data, Integral, SteinCoefficient, new_quantity, quantity_of, qrefs_in, symbols_in
 
 
 class NotTileable(Exception):
     """The program couples the points of a family: it is evaluated in memory as a whole."""
+
+
+class TileAxis:
+    """An axis of a tile program: a block of a data set's points, resized from tile to tile (an
+    ``ir.core.Axis`` is immutable and compared by value; this one is compared by identity)."""
+
+    def __init__(self, name, size):
+        self.name, self.size = name, int(size)
+
+    def __str__(self):
+        return f"{self.name}[{self.size}]"
+
+    def __repr__(self):
+        return f"TileAxis({self.name!r}, {self.size})"
 
 
 class Bound(Data):
@@ -195,14 +208,16 @@ class TiledProgram:
 
     # ------------------------------------------------------------------ one tile
 
-    def tile_limit(self, group, sizes):
-        """The program of one tile of output group ``group`` whose roles have ``sizes`` points.
+    def tile_limit(self, group):
+        """The program of a tile of output group ``group``: its axes are :class:`TileAxis` objects,
+        whose sizes the caller sets per tile (one plan and one set of kernels for every tile).
 
         Mixed instances become quantities over the tile's axes; point instances and data become
         :class:`Bound` (or :class:`BoundUncertain`) quantities whose values the evaluator is given.
-        Returns (limit, {instance: (quantity, kind)}) with kind "point", "data" or "computed"."""
+        Returns (limit, {instance: (quantity, kind)}, tile axes) with kind "point", "data" or
+        "computed"."""
         axes, names = self.groups[group]
-        tile_axes = [Axis(f"{a.name}[tile {p}]", int(n)) for p, (a, n) in enumerate(zip(axes, sizes))]
+        tile_axes = [TileAxis(f"{a.name}[tile {p}]", a.size) for p, a in enumerate(axes)]
         keys = sorted(self.instances[group], key=lambda k: (self.order[k[0]], k[1]))
         made = {}
 
@@ -241,7 +256,7 @@ class TiledProgram:
             objs.append(dataclasses.replace(self.outputs[name], family_axes=tuple(tile_axes)))
         quantities = [inst for inst, _ in made.values()]
         qnames = {inst: self.limit.names.get(q, q.label) for (q, _), (inst, _) in made.items()}
-        return _Limit(quantities, outputs, objs, self.limit.program.source, qnames), made
+        return _Limit(quantities, outputs, objs, self.limit.program.source, qnames), made, tile_axes
 
 
 def _definition_exprs(d):
