@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from ..errors import error
-from ..memory import available_memory, gib
+from ..memory import available_memory
 from .evaluate import Evaluator, MC_SAMPLES, _method_label
 from ..limit.symbols import Data
 from .tileprogram import Bound, NotTileable, TiledProgram, data_block  # noqa: F401  (NotTileable re-exported)
@@ -171,6 +171,16 @@ class TileJob:
         data = sum(np.asarray(q.definition.array).nbytes for q in self.tiled.limit.quantities
                    if isinstance(q.definition, Data) and len(q.axes) >= 2)
         return 16 * n + data
+
+
+def size_text(nbytes):
+    """A byte count for people: GiB, MiB or KiB (memory.gib prints small sizes as 0.0 GiB)."""
+    for unit, shift in (("GiB", 30), ("MiB", 20)):
+        if nbytes >= 1 << shift:
+            return f"{nbytes / 2 ** shift:.1f} {unit}"
+    return f"{nbytes / 1024:.1f} KiB"
+
+
 
 
 def tile_grid(axes, chunk):
@@ -322,11 +332,11 @@ def evaluate_to_store(limit, path, method="auto", samples=None, seed=0, memory=N
     mem, disk = estimate(job, chunk)
     tiles = [(g, t) for g, (axes, _) in enumerate(job.tiled.groups) for t in tile_grid(axes, chunk)]
     log(f"{limit.program.source.name}: {len(tiles)} tiles of up to {chunk} x {chunk} points; "
-        f"memory about {gib(mem)} (budget {gib(budget)}), disk up to {gib(disk)}")
+        f"memory about {size_text(mem)} (budget {size_text(budget)}), disk up to {size_text(disk)}")
     if mem > budget:
-        raise error(None, f"evaluating {limit.program.source.name} out of core needs about {gib(mem)} of memory "
+        raise error(None, f"evaluating {limit.program.source.name} out of core needs about {size_text(mem)} of memory "
                           f"(per-point values, data tables and one tile of {chunk} points), but the budget "
-                          f"(--memory) is {gib(budget)}")
+                          f"(--memory) is {size_text(budget)}")
     if scheduler is None:
         return _run(job, path, tiles, chunk, disk, resume, None, log, t0)
     from .distributed import Cluster
@@ -345,8 +355,8 @@ def _run(job, path, tiles, chunk, disk, resume, cluster, log, t0):
     if need > free:
         if new:      # the empty store this run just made; an existing one is left as it is
             shutil.rmtree(path, ignore_errors=True)
-        raise error(None, f"--out {path}: the results need up to {gib(need)} of disk "
-                          f"({len(todo)} tiles still to write), but only {gib(free)} is free there"
+        raise error(None, f"--out {path}: the results need up to {size_text(need)} of disk "
+                          f"({len(todo)} tiles still to write), but only {size_text(free)} is free there"
                           + (f"; the {len(tiles) - len(todo)} finished tiles are kept" if len(todo) < len(tiles) else ""))
     if resume and len(todo) < len(tiles):
         log(f"resuming: {len(tiles) - len(todo)} of {len(tiles)} tiles already done")
