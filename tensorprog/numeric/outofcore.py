@@ -242,7 +242,10 @@ class Store:
     marker per finished tile (``tiles_done/``)."""
 
     def __init__(self, path, limit, options, chunk, resume=False):
-        import zarr
+        try:
+            import zarr
+        except ImportError:
+            raise error(None, "--out STORE.zarr needs zarr: pip install 'tensorprog[large]'") from None
 
         self.path, self.chunk = path, chunk
         self.outputs = {o.name: o for o in limit.program.outputs}
