@@ -28,7 +28,7 @@ def derive(program, defines=None):
     return _derive(program)
 
 
-def evaluate(program, method="auto", samples=None, seed=0, threads=None, defines=None, progress=None):
+def evaluate(program, method="auto", samples=None, seed=0, threads=None, defines=None, progress=None, chunks=None):
     """Numbers for the limit of a program (a LimitProgram, Program, path or text).
 
     Returns :class:`~tensorprog.numeric.results.Results`: ``res["K"].value``, ``.error`` (error
@@ -36,7 +36,14 @@ def evaluate(program, method="auto", samples=None, seed=0, threads=None, defines
     (no derivation: the limit's Z drawn instruction by instruction; auto's choice for programs that
     unroll 2+ training steps).  ``samples``: per Monte Carlo expectation (default 2^20), or draws in
     total for sampled (default 2^18).
+
+    ``chunks``: a tile side in points: instead of Results, return ``{name: dask array}`` of the
+    outputs' values, evaluated tile by tile when computed (docs/large.md).
     """
+    if chunks is not None:
+        from .numeric.distributed import evaluate_lazy
+
+        return evaluate_lazy(program, chunks, method=method, samples=samples, seed=seed, defines=defines)
     from .numeric.evaluate import evaluate as _evaluate
 
     return _evaluate(program, method=method, samples=samples, seed=seed, threads=threads, defines=defines,

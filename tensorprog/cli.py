@@ -83,7 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (results do not depend on --threads)")
     p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--out", metavar="FILE", help="also write the results to FILE.npz or FILE.json")
+    p.add_argument("--out", metavar="FILE", help="also write the results to FILE.npz or FILE.json; or evaluate "
+                                                 "out of core, tile by tile, into the zarr store FILE.zarr "
+                                                 "(docs/large.md)")
+    p.add_argument("--memory", metavar="SIZE", help="with --out STORE.zarr: the memory budget, e.g. 2G (default: "
+                                                    "half of the available memory)")
+    p.add_argument("--chunk", type=int, metavar="POINTS", help="with --out STORE.zarr: the tile side (default: the "
+                                                               "largest that fits --memory)")
+    p.add_argument("--resume", action="store_true", help="with --out STORE.zarr: continue an interrupted run, "
+                                                         "computing only the tiles not yet finished")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="with --out STORE.zarr: run the tiles on Dask: 'local' "
+                                                          "(a LocalCluster, one worker per core) or tcp://HOST:PORT")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("simulate", help="run the program at finite widths and compare with the limit",
@@ -278,7 +288,10 @@ def cmd_eval(args):
     _check_range(args.seed, 0, MAX_SEED - 1, "--seed")
     if args.threads is not None:
         _check_range(args.threads, 1, 4096, "--threads")
-    if args.out:
+    store = bool(args.out) and args.out.rstrip("/").endswith(".zarr")
+    if not store and (args.memory or args.chunk or args.resume or args.scheduler):
+        raise error(None, "--memory, --chunk, --resume and --scheduler go with --out STORE.zarr")
+    if args.out and not store:
         check_output_path(args.out, (".npz", ".json"), "--out")
     t0 = time.perf_counter()
     program = load_program(args)
@@ -288,6 +301,12 @@ def cmd_eval(args):
               "--method quad or mc derives and integrates it instead (slow)", file=sys.stderr)
         args.method = "sampled"
     limit = program if args.method == "sampled" else derive(program)
+    if store:
+        if args.method == "sampled":
+            raise error(None, "--out STORE.zarr needs a derived limit; --method sampled is not evaluated in tiles")
+        from .numeric.outofcore import run_cli
+
+        return run_cli(args, limit)
     res = evaluate(limit, method=args.method, samples=args.samples, seed=args.seed, threads=args.threads,
                    progress=True)
     if args.out:
