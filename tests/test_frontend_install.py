@@ -99,3 +99,16 @@ def test_installed_tpc_checks_an_example_outside_the_repo(installed, repo_root):
     r = _run([tpc, "check", "bad.tp"], cwd=outside)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("bad.tp:2:17: error: unexpected '*'")
+
+
+def test_every_subpackage_is_declared_in_setup_cfg():
+    """`pip install .` installs only the packages setup.cfg lists: a new subpackage missing there works
+    from a checkout and fails installed (tensorprog.scaling once did)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "setup.cfg").read_text()
+    block = text.split("packages =", 1)[1].split("package_dir", 1)[0]
+    declared = {line.strip() for line in block.splitlines() if line.strip()}
+    present = {"tensorprog." + p.parent.name for p in (root / "tensorprog").glob("*/__init__.py")}
+    assert present <= declared, sorted(present - declared)
