@@ -4,9 +4,10 @@ The program (parsed width-dependent, its training replayed exactly at finite wid
 width with several seeds.  For every named vector x of a training's cone and every step t it measures
 the RMS coordinate size of x_t and of its change x_t - x_0 (averaged over the data points:
 sqrt(mean over points of mean_alpha x_alpha^2)), and for the output the RMS over points of F_t - F_0;
-then fits log RMS = a + k log n by weighted least squares over the widths (weights from the seeds'
-standard errors, delta method) and compares the slope k +- SE(k) with the static exponent of
-tensorprog.scaling: K_t(x) = max(kappa(x), D_t(x)) for the size, D_t(x) for the change.
+then fits log RMS = a + k log n (+ c n^-1/2) by weighted least squares over the widths (weights from
+the seeds' standard errors, delta method: simulate.convergence.fit_exponent) and compares the slope
+k +- SE(k) with the static exponent of tensorprog.scaling: K_t(x) = max(kappa(x), D_t(x)) for the
+size, D_t(x) for the change.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..simulate.convergence import fit_exponent
 from .orders import ZERO
 
 
@@ -117,23 +119,6 @@ class CoordCheck:
         plt.close(fig)
 
 
-def fit_slope(widths, means, ses):
-    """Weighted least squares of log(mean) on log(n) (and, with 4 or more widths, on n^-1/2: the
-    leading finite-width correction of a Tensor Program's quantities, relative O(n^-1/2), which
-    otherwise biases the slope at small widths): (slope, its standard error).  sigma of log(mean) is
-    se / mean (delta method)."""
-    n = np.asarray(widths, dtype=float)
-    x = np.log(n)
-    y = np.log(np.asarray(means))
-    s = np.maximum(np.asarray(ses) / np.asarray(means), 1e-12)
-    wts = 1 / s ** 2
-    cols = [np.ones_like(x), x] + ([n ** -0.5] if len(n) >= 4 else [])
-    X = np.stack(cols, axis=1)
-    cov = np.linalg.inv(X.T @ (X * wts[:, None]))
-    beta = cov @ (X.T @ (wts * y))
-    return float(beta[1]), float(np.sqrt(cov[1, 1]))
-
-
 def coord_check(path_or_text, widths, seeds=5, seed=0, defines=None, progress=False):
     """Run the coordinate check (see the module docstring); returns a :class:`CoordCheck`."""
     from ..errors import error
@@ -164,7 +149,7 @@ def coord_check(path_or_text, widths, seeds=5, seed=0, defines=None, progress=Fa
                     if any(p is None for p in per_width) or min(m for m, _ in per_width) <= 0:
                         continue
                     means, ses = zip(*per_width)
-                    slope, se = fit_slope(widths, means, ses)
+                    slope, se = fit_exponent(widths, means, ses, correction=True)
                     st = None if tr.culprit and tr.culprit["step"] == 0 and t else _static(row, t, quantity)
                     check.rows.append(CoordRow(k, "F" if is_output else value, quantity, t, list(means), list(ses),
                                                slope, se, st, row.note if row else "",

@@ -168,9 +168,12 @@ def width_point(samples, limit, limit_error, width) -> WidthPoint:
     return WidthPoint(int(width), rms, rms_error, mean, stderr, z)
 
 
-def fit_exponent(widths, rms, rms_error=None) -> tuple:
-    """(b, se(b)) of log rms = a + b log width, weighted by (rms / rms_error)^2 when all errors are
-    positive and finite, else unweighted.  (nan, nan) with fewer than two usable points."""
+def fit_exponent(widths, rms, rms_error=None, correction=False) -> tuple:
+    """(b, se(b)) of log rms = a + b log width (+ c width^-1/2 with ``correction`` and 4 or more widths:
+    the leading finite-width correction of a Tensor Program's quantities, which otherwise biases a
+    slope measured at small widths), by least squares weighted by (rms / rms_error)^2 when all errors
+    are positive and finite, else unweighted; a weighted fit's variance is scaled by chi^2/dof when
+    the points scatter more than their errors.  (nan, nan) with fewer than two usable points."""
     w = np.asarray(widths, dtype=np.float64)
     r = np.asarray(rms, dtype=np.float64)
     ok = (r > 0) & np.isfinite(r)
@@ -180,19 +183,19 @@ def fit_exponent(widths, rms, rms_error=None) -> tuple:
     sig = None if rms_error is None else np.asarray(rms_error, dtype=np.float64) / r
     weighted = sig is not None and np.all(np.isfinite(sig)) and np.all(sig > 0)
     wt = 1.0 / sig ** 2 if weighted else np.ones_like(x)
-    xm = np.sum(wt * x) / np.sum(wt)
-    sxx = np.sum(wt * (x - xm) ** 2)
-    if sxx <= 0:
+    X = np.stack([np.ones_like(x), x] + ([w ** -0.5] if correction and x.size >= 4 else []), axis=1)
+    normal = X.T @ (X * wt[:, None])
+    if np.linalg.cond(normal) > 1e14:
         return math.nan, math.nan
-    b = np.sum(wt * (x - xm) * y) / sxx
-    a = np.sum(wt * y) / np.sum(wt) - b * xm
-    dof = x.size - 2
-    chi2 = float(np.sum(wt * (y - a - b * x) ** 2))
+    cov = np.linalg.inv(normal)
+    beta = cov @ (X.T @ (wt * y))
+    dof = x.size - X.shape[1]
+    chi2 = float(np.sum(wt * (y - X @ beta) ** 2))
     if weighted:
-        var = 1.0 / sxx * (max(1.0, chi2 / dof) if dof > 0 else 1.0)
+        var = cov[1, 1] * (max(1.0, chi2 / dof) if dof > 0 else 1.0)
     else:
-        var = chi2 / dof / sxx if dof > 0 else math.nan
-    return float(b), math.sqrt(var)
+        var = cov[1, 1] * chi2 / dof if dof > 0 else math.nan
+    return float(beta[1]), math.sqrt(var)
 
 
 def convergence(program, widths, seeds, limit=None, seed=0, progress=False, memory_limit=None) -> Convergence:
